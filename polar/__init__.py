@@ -1,0 +1,1 @@
+"""PoLar research tooling: models and tasks, predictor, program search, evaluation."""
