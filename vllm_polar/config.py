@@ -1,0 +1,76 @@
+"""PolarConfig: how PoLar is switched on for one engine.
+
+Users enable PoLar with ``additional_config={"polar": {...}}`` (offline) or
+``--additional-config '{"polar": {...}}'`` (server).  The dict accepts:
+
+``max_steps``  slot count S: the longest program the engine can run.  Each slot is one
+               attention layer of KV cache, so the KV cache holds D/S as many tokens as stock
+               vLLM with the same memory.  Default ``ceil(1.25 * D)``; must be >= D so that
+               the identity program (the default for requests without one) always fits.
+
+:func:`resolve` normalises the dict in place (adding ``num_layers``) so that every process,
+front end and workers alike, reads the same values from ``vllm_config.additional_config``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+KEY = "polar"
+"""Key of the PoLar settings inside ``additional_config``."""
+
+OPTIONS = ("max_steps", "num_layers")
+
+
+@dataclass(frozen=True)
+class PolarConfig:
+    num_layers: int
+    """Depth D of the served model."""
+    max_steps: int
+    """Slot count S: KV-cache slots, the longest program the engine runs."""
+
+
+def default_max_steps(num_layers: int) -> int:
+    return math.ceil(1.25 * num_layers)
+
+
+def resolve(additional_config: dict[str, Any], num_layers: int) -> PolarConfig | None:
+    """Read and check the ``polar`` section; None when PoLar is off.
+
+    Raises ValueError naming the offending option.  Writes the resolved values back into
+    ``additional_config["polar"]``.
+    """
+    section = additional_config.get(KEY)
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ValueError(f'additional_config["{KEY}"] must be a dict, got {section!r}')
+    unknown = sorted(set(section) - set(OPTIONS))
+    if unknown:
+        raise ValueError(
+            f'unknown additional_config["{KEY}"] option(s) {unknown}; known: {OPTIONS}'
+        )
+    if section.get("num_layers", num_layers) != num_layers:
+        raise ValueError(
+            f'additional_config["{KEY}"]["num_layers"] = {section["num_layers"]} but the model '
+            f"has {num_layers} layers"
+        )
+    max_steps = section.get("max_steps", default_max_steps(num_layers))
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < num_layers:
+        raise ValueError(
+            f'additional_config["{KEY}"]["max_steps"] must be an int >= the model depth '
+            f"{num_layers} (the identity program must fit), got {max_steps!r}"
+        )
+    config = PolarConfig(num_layers=num_layers, max_steps=max_steps)
+    additional_config[KEY] = asdict(config)
+    return config
+
+
+def from_additional_config(additional_config: dict[str, Any] | None) -> PolarConfig | None:
+    """The resolved config inside an engine's ``additional_config`` (None when PoLar is off)."""
+    section = (additional_config or {}).get(KEY)
+    if section is None:
+        return None
+    return PolarConfig(num_layers=section["num_layers"], max_steps=section["max_steps"])

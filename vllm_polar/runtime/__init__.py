@@ -1,0 +1,1 @@
+"""Host-side runtime: engine switch-on, per-step plans, request programs."""

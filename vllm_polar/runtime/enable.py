@@ -1,0 +1,85 @@
+"""Switch an engine configuration to PoLar, or refuse with the reason."""
+
+from __future__ import annotations
+
+import os
+
+from vllm.config import VllmConfig
+from vllm.logger import init_logger
+
+from vllm_polar import config as polar_config
+from vllm_polar.models import POLAR_ARCHITECTURES, polar_name
+
+logger = init_logger(__name__)
+
+
+def wants_polar(additional_config: dict | None) -> bool:
+    return bool(additional_config) and polar_config.KEY in additional_config
+
+
+def unsupported_features(vllm_config: VllmConfig) -> list[str]:
+    """Reasons this engine configuration cannot run programs of layers (empty when it can)."""
+    parallel = vllm_config.parallel_config
+    hf_config = vllm_config.model_config.hf_text_config
+    reasons = []
+    if parallel.pipeline_parallel_size > 1:
+        reasons.append("pipeline parallelism > 1 (a program jumps between layers of any stage)")
+    if parallel.decode_context_parallel_size > 1 or parallel.prefill_context_parallel_size > 1:
+        reasons.append("context parallelism (tokens are routed per request)")
+    if parallel.enable_dbo:
+        reasons.append("dual-batch overlap (the per-token routing is not split into micro-batches)")
+    if parallel.enable_expert_parallel:
+        reasons.append("expert parallelism (ranks would see different token counts per layer)")
+    if vllm_config.lora_config is not None:
+        reasons.append("LoRA (its per-token mapping assumes full-batch linear calls)")
+    if vllm_config.speculative_config is not None:
+        reasons.append("speculative decoding (drafts assume the fixed layer order)")
+    if vllm_config.kv_transfer_config is not None:
+        reasons.append("KV connectors (they assume one KV layer per decoder layer)")
+    layer_types = getattr(hf_config, "layer_types", None) or []
+    if getattr(hf_config, "use_sliding_window", False) or "sliding_attention" in layer_types:
+        reasons.append("sliding-window layers (a KV slot is shared by every layer)")
+    if os.environ.get("VLLM_USE_V2_MODEL_RUNNER", "").lower() in ("1", "true"):
+        reasons.append("VLLM_USE_V2_MODEL_RUNNER=1 (PoLar serves on the V1 model runner)")
+    return reasons
+
+
+def enable(vllm_config: VllmConfig) -> polar_config.PolarConfig | None:
+    """Turn PoLar on for ``vllm_config`` when its ``additional_config`` asks for it.
+
+    Checks the architecture and the engine features, resolves the slot count, switches
+    ``hf_config.architectures`` to the PoLar variant and pins the V1 model runner.  Raises
+    ValueError with the reason when the combination is unsupported.
+    """
+    model_config = vllm_config.model_config
+    num_layers = model_config.hf_text_config.num_hidden_layers
+    config = polar_config.resolve(vllm_config.additional_config, num_layers)
+    if config is None:
+        return None
+    architecture = model_config.hf_config.architectures[0]
+    if architecture not in POLAR_ARCHITECTURES:
+        raise ValueError(
+            f"PoLar does not support architecture {architecture}; supported: "
+            f"{', '.join(POLAR_ARCHITECTURES)}"
+        )
+    reasons = unsupported_features(vllm_config)
+    if reasons:
+        raise ValueError("PoLar cannot run with " + "; ".join(reasons))
+    model_config.hf_config.architectures = [polar_name(architecture)]
+    # Routing is data-dependent: the slot loop must run eagerly (set before the config
+    # was built by the engine-args hook; re-checked here for configs built directly).
+    if not model_config.enforce_eager:
+        raise ValueError("PoLar needs enforce_eager=True (set automatically from EngineArgs)")
+    vllm_config.compilation_config.fast_moe_cold_start = False
+    os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
+    logger.info(
+        "PoLar on: %s with %d layers, %d step slots; the KV cache holds %.2fx the tokens of "
+        "stock vLLM in the same memory (capacity scales as D/S = %d/%d)",
+        architecture,
+        num_layers,
+        config.max_steps,
+        num_layers / config.max_steps,
+        num_layers,
+        config.max_steps,
+    )
+    return config
