@@ -10,7 +10,7 @@ from vllm.logger import init_logger
 from vllm_polar import config as polar_config
 from vllm_polar.models import POLAR_ARCHITECTURES, polar_name
 
-logger = init_logger(__name__)
+logger = init_logger("vllm.polar")
 
 
 def wants_polar(additional_config: dict | None) -> bool:

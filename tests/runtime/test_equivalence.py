@@ -1,0 +1,102 @@
+"""PoLar engines compute F_pi exactly: checked against the no-cache transformers reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.runtime.conftest import (
+    MAX_STEPS,
+    PROGRAMS,
+    generate,
+    greedy,
+    prompt_ids,
+    start_engine,
+    stop_engine,
+)
+from tests.runtime.tiny import FAMILIES
+
+TOLERANCE = 1e-4
+
+# Prompt lengths 5..50 with 32-token chunks: the longer prompts are prefilled in several
+# chunks, the short ones in one, and every request then decodes MAX_TOKENS tokens.
+PROMPT_LENGTHS = [5, 14, 23, 33, 41, 50]
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_engine(request, checkpoints):
+    llm = start_engine(
+        checkpoints(request.param),
+        {"max_steps": MAX_STEPS},
+        max_num_batched_tokens=32,
+        enable_chunked_prefill=True,
+    )
+    yield request.param, llm
+    stop_engine(llm)
+
+
+def assert_matches_reference(reference, prompt, program, result):
+    tokens, logprobs = result
+    ref_tokens, ref_logprobs = reference.greedy(prompt, program, len(tokens))
+    assert tokens == ref_tokens, f"program {program}: tokens differ from the reference"
+    worst = max(abs(a - b) for a, b in zip(logprobs, ref_logprobs))
+    assert worst <= TOLERANCE, f"program {program}: max |dlogprob| {worst:.2e}"
+
+
+def test_mixed_programs_in_one_batch_match_reference(family_engine, references):
+    family, llm = family_engine
+    programs = list(PROGRAMS.values())
+    prompts = [prompt_ids(i, n) for i, n in enumerate(PROMPT_LENGTHS)]
+    results = generate(llm, prompts, [greedy(p) for p in programs])
+    for prompt, program, result in zip(prompts, programs, results):
+        assert len(result[0]) == 16
+        assert_matches_reference(references(family), prompt, program, result)
+
+
+def test_request_without_program_runs_identity(family_engine, references):
+    family, llm = family_engine
+    prompt = prompt_ids(9, 20)
+    [result] = generate(llm, [prompt], [greedy(None)])
+    assert_matches_reference(references(family), prompt, PROGRAMS["identity"], result)
+
+
+def test_output_does_not_depend_on_the_rest_of_the_batch(qwen3_engine):
+    programs = list(PROGRAMS.values())
+    prompts = [prompt_ids(i, n) for i, n in enumerate(PROMPT_LENGTHS)]
+    batched = generate(qwen3_engine, prompts, [greedy(p) for p in programs])
+    for prompt, program, (tokens, logprobs) in zip(prompts, programs, batched):
+        [(solo_tokens, solo_logprobs)] = generate(qwen3_engine, [prompt], [greedy(program)])
+        assert solo_tokens == tokens
+        assert max(abs(a - b) for a, b in zip(logprobs, solo_logprobs)) <= TOLERANCE
+
+
+def test_identity_program_gives_stock_vllm_tokens(qwen3_engine, checkpoints):
+    prompts = [prompt_ids(i, n) for i, n in enumerate(PROMPT_LENGTHS)]
+    polar = generate(qwen3_engine, prompts, [greedy(PROGRAMS["identity"])] * len(prompts))
+    stock = start_engine(checkpoints("qwen3"), None, enforce_eager=True)
+    try:
+        expected = generate(stock, prompts, [greedy(None)] * len(prompts))
+        blocks_stock = stock.llm_engine.vllm_config.cache_config.num_gpu_blocks
+    finally:
+        stop_engine(stock)
+    assert [tokens for tokens, _ in polar] == [tokens for tokens, _ in expected]
+    # KV capacity scales as D/S: S = 12 slots for D = 6 layers holds half the blocks.
+    blocks_polar = qwen3_engine.llm_engine.vllm_config.cache_config.num_gpu_blocks
+    assert blocks_polar == pytest.approx(blocks_stock * 6 / MAX_STEPS, rel=0.02)
+
+
+def test_prefix_cache_is_keyed_by_program(qwen3_engine, references):
+    prompt = prompt_ids(11, 230)
+    reference = references("qwen3")
+    first, second = PROGRAMS["segment_repeat"], PROGRAMS["skip"]
+    for program in (first, second, first):
+        [output] = qwen3_engine.generate(
+            [{"prompt_token_ids": prompt}], [greedy(program)], use_tqdm=False
+        )
+        completion = output.outputs[0]
+        tokens = list(completion.token_ids)
+        logprobs = [step[t].logprob for step, t in zip(completion.logprobs, tokens)]
+        assert_matches_reference(reference, prompt, program, (tokens, logprobs))
+        if program is second:
+            assert output.num_cached_tokens == 0, "program B reused program A's blocks"
+    # The repeated program A still hits its own cached prefix.
+    assert output.num_cached_tokens > 0
