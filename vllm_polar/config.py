@@ -5,8 +5,11 @@ Users enable PoLar with ``additional_config={"polar": {...}}`` (offline) or
 
 ``max_steps``  slot count S: the longest program the engine can run.  Each slot is one
                attention layer of KV cache, so the KV cache holds D/S as many tokens as stock
-               vLLM with the same memory.  Default ``ceil(1.25 * D)``; must be >= D so that
-               the identity program (the default for requests without one) always fits.
+               vLLM with the same memory.  Must be >= D so that the identity program always
+               fits.  Default: ``ceil(1.25 * D)``, or with a predictor the larger of D and the
+               checkpoint's step budget.
+``predictor``  path of a predictor checkpoint (``polar train``): requests without a program
+               get the predictor's top-1 program (top-k for ``n = k``).  Its depth must be D.
 
 :func:`resolve` normalises the dict in place (adding ``num_layers``) so that every process,
 front end and workers alike, reads the same values from ``vllm_config.additional_config``.
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 KEY = "polar"
 """Key of the PoLar settings inside ``additional_config``."""
 
-OPTIONS = ("max_steps", "num_layers")
+OPTIONS = ("max_steps", "num_layers", "predictor")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class PolarConfig:
     """Depth D of the served model."""
     max_steps: int
     """Slot count S: KV-cache slots, the longest program the engine runs."""
+    predictor: str | None = None
+    """Predictor checkpoint directory, or None."""
 
 
 def default_max_steps(num_layers: int) -> int:
@@ -57,13 +63,17 @@ def resolve(additional_config: dict[str, Any], num_layers: int) -> PolarConfig |
             f'additional_config["{KEY}"]["num_layers"] = {section["num_layers"]} but the model '
             f"has {num_layers} layers"
         )
-    max_steps = section.get("max_steps", default_max_steps(num_layers))
+    predictor = section.get("predictor")
+    default = default_max_steps(num_layers)
+    if predictor is not None:
+        default = max(num_layers, predictor_step_budget(predictor, num_layers))
+    max_steps = section.get("max_steps", default)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < num_layers:
         raise ValueError(
             f'additional_config["{KEY}"]["max_steps"] must be an int >= the model depth '
             f"{num_layers} (the identity program must fit), got {max_steps!r}"
         )
-    config = PolarConfig(num_layers=num_layers, max_steps=max_steps)
+    config = PolarConfig(num_layers=num_layers, max_steps=max_steps, predictor=predictor)
     additional_config[KEY] = asdict(config)
     return config
 
@@ -73,4 +83,17 @@ def from_additional_config(additional_config: dict[str, Any] | None) -> PolarCon
     section = (additional_config or {}).get(KEY)
     if section is None:
         return None
-    return PolarConfig(num_layers=section["num_layers"], max_steps=section["max_steps"])
+    return PolarConfig(**section)
+
+
+def predictor_step_budget(path: str, num_layers: int) -> int:
+    """Step budget recorded in a predictor checkpoint; checks it was trained for this depth."""
+    from polar.predictor.checkpoint import read_config
+
+    checkpoint = read_config(Path(path))
+    if checkpoint.network.num_layers != num_layers:
+        raise ValueError(
+            f"predictor {path} was trained for depth {checkpoint.network.num_layers} but the "
+            f"model has depth {num_layers}"
+        )
+    return checkpoint.max_steps

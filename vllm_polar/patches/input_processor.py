@@ -1,4 +1,4 @@
-"""Patch ``InputProcessor.process_inputs``: give every request a checked program.
+"""Patch ``InputProcessor.process_inputs``: give every request checked programs.
 
 It is the one place that offline ``LLM.generate``, the offline engine and the OpenAI server
 all pass through before scheduling.  Must run before an ``InputProcessor`` is built, because
@@ -12,7 +12,8 @@ import functools
 from vllm.v1.engine.input_processor import InputProcessor
 
 from vllm_polar import config as polar_config
-from vllm_polar.runtime.requests import attach_program
+from vllm_polar.runtime import requests
+from vllm_polar.runtime.predictor import sidecar_for
 
 
 def apply() -> None:
@@ -21,11 +22,21 @@ def apply() -> None:
         return
 
     @functools.wraps(original)
-    def process_inputs(self, *args, **kwargs):
-        request = original(self, *args, **kwargs)
+    def process_inputs(self, request_id, prompt, params, *args, **kwargs):
+        request = original(self, request_id, prompt, params, *args, **kwargs)
         config = polar_config.from_additional_config(self.vllm_config.additional_config)
-        if config is not None:
-            attach_program(request, config)
+        if config is None or request.sampling_params is None:
+            return request
+        sidecar = sidecar_for(config)
+
+        def predict(k: int):
+            text = requests.prompt_text(prompt, request.prompt_token_ids, self.tokenizer)
+            return sidecar.predict([text], k)[0]
+
+        programs = requests.choose_programs(
+            request.sampling_params, config, predict if sidecar is not None else None
+        )
+        requests.attach_programs(request, programs)
         return request
 
     process_inputs.polar_patched = True

@@ -1,12 +1,41 @@
-"""Per-request programs at the front end: default, validation, prefix-cache key."""
+"""Per-request programs at the front end: choice, validation, prefix-cache key.
+
+A request's ``extra_args`` may carry:
+
+``polar_program``   a list of layer indices (the program to run), or ``"identity"`` (run the
+                    stock depth, bypassing the predictor);
+``polar_programs``  the predictor's top-k programs for ``n = k`` (set by the front end: child
+                    i of the request runs program i).
+
+Without either, the predictor (when the engine has one) or else the identity chooses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vllm.exceptions import VLLMValidationError
+from vllm.logger import init_logger
+from vllm.sampling_params import SamplingParams
 from vllm.v1.engine import EngineCoreRequest
 
+from vllm_polar import metrics
 from vllm_polar.config import PolarConfig
-from vllm_polar.program import FIELD, Program, ProgramError, format_program, identity, validate
+from vllm_polar.program import (
+    FIELD,
+    Program,
+    ProgramError,
+    format_program,
+    identity,
+    num_unique_layers,
+    validate,
+)
+
+logger = init_logger("vllm.polar")
+
+IDENTITY = "identity"
+"""``polar_program`` value that asks for the identity program (and skips the predictor)."""
+CHILD_PROGRAMS = "polar_programs"
 
 
 def cache_salt(program: Program, user_salt: str | None, num_layers: int) -> str | None:
@@ -21,30 +50,84 @@ def cache_salt(program: Program, user_salt: str | None, num_layers: int) -> str 
     return tag if user_salt is None else f"{user_salt}|{tag}"
 
 
-def attach_program(request: EngineCoreRequest, config: PolarConfig) -> None:
-    """Validate (or default to identity) the request's program and key its cache by it.
+def needs_prediction(params: SamplingParams | None) -> bool:
+    extra = (params.extra_args if params is not None else None) or {}
+    return FIELD not in extra and CHILD_PROGRAMS not in extra
 
+
+def fill(programs: list[Program], n: int, num_layers: int) -> list[Program]:
+    """``n`` programs for ``n`` completions: the given ones in order, then the identity if it
+    is not among them, then the best program again."""
+    programs = list(programs[:n])
+    if len(programs) < n and identity(num_layers) not in programs:
+        programs.append(identity(num_layers))
+    return programs + [programs[0]] * (n - len(programs))
+
+
+def choose_programs(
+    params: SamplingParams, config: PolarConfig, predict: Callable[[int], list[Program]] | None
+) -> list[Program]:
+    """The program of each of the request's ``n`` completions, checked.
+
+    ``predict(k)`` returns the predictor's top-k programs for this request's prompt.
     Raises VLLMValidationError (HTTP 400 on the server) naming ``polar_program`` and the limit.
     """
-    params = request.sampling_params
-    if params is None:
-        return
-    extra = dict(params.extra_args or {})
+    extra = params.extra_args or {}
     value = extra.get(FIELD)
     try:
-        program = (
-            identity(config.num_layers)
-            if value is None
-            else validate(value, config.num_layers, config.max_steps)
-        )
+        if value == IDENTITY:
+            return [identity(config.num_layers)] * params.n
+        if value is not None:
+            return [validate(value, config.num_layers, config.max_steps)] * params.n
+        if CHILD_PROGRAMS in extra:
+            chosen = [
+                validate(p, config.num_layers, config.max_steps) for p in extra[CHILD_PROGRAMS]
+            ]
+        elif predict is not None:
+            chosen = predict(params.n)
+        else:
+            return [identity(config.num_layers)] * params.n
     except ProgramError as error:
         raise VLLMValidationError(str(error), parameter=FIELD, value=value) from error
-    extra[FIELD] = list(program)
+    return fill(chosen, params.n, config.num_layers)
+
+
+def attach_programs(request: EngineCoreRequest, programs: list[Program]) -> None:
+    """Write the chosen programs into the request (cloned params) and record them."""
+    params = request.sampling_params
+    extra = {k: v for k, v in (params.extra_args or {}).items() if k != CHILD_PROGRAMS}
+    extra[FIELD] = list(programs[0])
+    if len(set(programs)) > 1:
+        extra[CHILD_PROGRAMS] = [list(p) for p in programs]
     params.extra_args = extra
-    request.cache_salt = cache_salt(program, request.cache_salt, config.num_layers)
+    for program in programs:
+        metrics.PROGRAM_STEPS.observe(len(program))
+        metrics.PROGRAM_UNIQUE_LAYERS.observe(num_unique_layers(program))
+    logger.debug(
+        "PoLar request %s runs %s", request.request_id, "; ".join(map(format_program, programs))
+    )
 
 
 def program_of(extra_args: dict | None, num_layers: int) -> Program:
-    """The program a scheduled request runs (the front end has validated it)."""
+    """The program a scheduled request runs (the front end has checked it)."""
     value = (extra_args or {}).get(FIELD)
-    return identity(num_layers) if value is None else tuple(value)
+    return identity(num_layers) if value is None or value == IDENTITY else tuple(value)
+
+
+def child_programs(extra_args: dict | None) -> list[list[int]] | None:
+    """Per-completion programs of an ``n = k`` request, when they differ."""
+    return (extra_args or {}).get(CHILD_PROGRAMS)
+
+
+def prompt_text(prompt: object, token_ids: list[int] | None, tokenizer) -> str:
+    """The text the predictor reads: the prompt string when the caller gave one, else the
+    decoded prompt tokens (e.g. a rendered chat conversation)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, dict) and isinstance(prompt.get("prompt"), str):
+        return prompt["prompt"]
+    if token_ids is None and isinstance(prompt, dict):
+        token_ids = prompt.get("prompt_token_ids")
+    if token_ids is None or tokenizer is None:
+        return ""
+    return tokenizer.decode(token_ids, skip_special_tokens=True)

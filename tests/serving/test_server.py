@@ -1,0 +1,241 @@
+"""``vllm-polar serve MODEL --polar-predictor CKPT`` with the stock ``openai`` client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+from vllm.engine.arg_utils import EngineArgs
+
+from tests.runtime.test_server import free_port
+from tests.serving.conftest import DEPTH, MAX_TOKENS, greedy, questions
+
+VLLM_POLAR = str(Path(sys.executable).parent / "vllm-polar")
+EXTRA = {"ignore_eos": True}
+
+
+def serve_command(model: Path, predictor: Path | str, port: int) -> list[str]:
+    return [
+        VLLM_POLAR,
+        "serve",
+        str(model),
+        "--polar-predictor",
+        str(predictor),
+        "--served-model-name",
+        "smol",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+@pytest.fixture(scope="module")
+def server(smollm2, predictor_dir, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("polar_server") / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            serve_command(smollm2, predictor_dir, port), stdout=sink, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 400
+            while time.monotonic() < deadline:
+                assert process.poll() is None, f"server exited:\n{log.read_text()[-3000:]}"
+                try:
+                    if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                time.sleep(1)
+            else:
+                pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
+
+
+def complete(client, prompt: str, **kwargs) -> list[str]:
+    response = client.completions.create(
+        model="smol",
+        prompt=prompt,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        extra_body=EXTRA,
+        **kwargs,
+    )
+    return [choice.text for choice in sorted(response.choices, key=lambda c: c.index)]
+
+
+def test_plain_openai_completions_run_the_predictors_program(client, offline_llm, predictor):
+    prompts = questions(1)
+    top1 = [c[0].program for c in predictor.predict(prompts, 1)]
+    expected = [o.outputs[0].text for o in offline_llm.generate(prompts, greedy(), programs=top1)]
+    for prompt, text in zip(prompts, expected):
+        assert complete(client, prompt) == [text]
+        stream = client.completions.create(
+            model="smol",
+            prompt=prompt,
+            max_tokens=MAX_TOKENS,
+            temperature=0,
+            extra_body=EXTRA,
+            stream=True,
+        )
+        assert "".join(chunk.choices[0].text for chunk in stream) == text
+
+
+def test_plain_openai_chat_matches_offline_chat(client, offline_llm):
+    messages = [{"role": "user", "content": questions(1)[1]}]
+    [expected] = offline_llm.chat([messages], greedy(), use_tqdm=False)
+    response = client.chat.completions.create(
+        model="smol", messages=messages, max_tokens=MAX_TOKENS, temperature=0, extra_body=EXTRA
+    )
+    assert response.choices[0].message.content == expected.outputs[0].text
+    stream = client.chat.completions.create(
+        model="smol",
+        messages=messages,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        extra_body=EXTRA,
+        stream=True,
+    )
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert streamed == expected.outputs[0].text
+
+
+def test_n3_gives_three_completions_under_three_distinct_programs(client, offline_llm, predictor):
+    prompt = questions(1)[2]
+    top3 = [c.program for c in predictor.predict([prompt], 3)[0]]
+    assert len(set(top3)) == 3
+    expected = [
+        offline_llm.generate([prompt], greedy(), programs=[p])[0].outputs[0].text for p in top3
+    ]
+    assert complete(client, prompt, n=3) == expected
+
+
+def test_concurrent_mixed_requests(server, client):
+    prompts = questions(2)
+    explicit = [(0, 1, 2, 3, *range(5, DEPTH)), tuple(range(DEPTH)) + (29,)]
+    invalid = [[0, DEPTH], [], "0-3"]
+    valid_cases = [(p, None) for p in prompts] + [(prompts[0], list(e)) for e in explicit]
+    solo = {}
+    for prompt, program in valid_cases:
+        extra = {**EXTRA, **({"vllm_xargs": {"polar_program": program}} if program else {})}
+        response = client.completions.create(
+            model="smol", prompt=prompt, max_tokens=MAX_TOKENS, temperature=0, extra_body=extra
+        )
+        solo[(prompt, json.dumps(program))] = response.choices[0].text
+
+    cases = [valid_cases[i % len(valid_cases)] for i in range(26)]
+    cases += [(prompts[i % len(prompts)], invalid[i % len(invalid)]) for i in range(6)]
+
+    async def run_all():
+        aclient = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
+
+        async def one(prompt, program):
+            extra = {**EXTRA}
+            if program is not None:
+                extra["vllm_xargs"] = {"polar_program": program}
+            try:
+                response = await aclient.completions.create(
+                    model="smol",
+                    prompt=prompt,
+                    max_tokens=MAX_TOKENS,
+                    temperature=0,
+                    extra_body=extra,
+                )
+            except openai.BadRequestError as error:
+                return error
+            return response.choices[0].text
+
+        return await asyncio.gather(*(one(p, prog) for p, prog in cases))
+
+    results = asyncio.run(run_all())
+    assert len(results) == 32
+    for (prompt, program), result in zip(cases, results):
+        if program in invalid:
+            assert isinstance(result, openai.BadRequestError)
+            assert "polar_program" in str(result)
+        else:
+            assert result == solo[(prompt, json.dumps(program))]
+    assert len(complete(client, prompts[0])) == 1  # still serving
+
+
+def test_metrics_report_programs_and_predictor(server, client):
+    complete(client, questions(1)[0])
+    metrics = requests.get(f"{server}/metrics", timeout=10).text
+    for name in (
+        "vllm:polar_program_steps_count",
+        "vllm:polar_program_unique_layers_count",
+        "vllm:polar_predictor_latency_seconds_count",
+        "vllm:polar_predictor_fallbacks_total",
+    ):
+        assert name in metrics, name
+    steps = [
+        line for line in metrics.splitlines() if line.startswith("vllm:polar_program_steps_count")
+    ]
+    assert float(steps[0].split()[-1]) > 0
+
+
+def engine_config_with(model: Path, predictor: Path):
+    args = EngineArgs(
+        model=str(model),
+        dtype="float32",
+        additional_config={"polar": {"predictor": str(predictor)}},
+    )
+    return args.create_engine_config()
+
+
+def test_missing_checkpoint_fails_at_start(smollm2, tmp_path):
+    with pytest.raises(ValueError, match="missing config.json"):
+        engine_config_with(smollm2, tmp_path / "nowhere")
+
+
+def test_corrupt_checkpoint_fails_at_start(smollm2, predictor_dir, tmp_path):
+    corrupt = tmp_path / "ckpt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text((predictor_dir / "config.json").read_text())
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        engine_config_with(smollm2, corrupt)
+
+
+def test_depth_mismatched_checkpoint_fails_at_start(smollm2, predictor_dir, tmp_path):
+    mismatched = tmp_path / "ckpt"
+    mismatched.mkdir()
+    config = json.loads((predictor_dir / "config.json").read_text())
+    config["num_layers"] = 36
+    (mismatched / "config.json").write_text(json.dumps(config))
+    (mismatched / "model.safetensors").symlink_to(predictor_dir / "model.safetensors")
+    with pytest.raises(ValueError, match="depth 36 but the model has depth 30"):
+        engine_config_with(smollm2, mismatched)
+
+
+def test_cli_with_missing_checkpoint_exits_with_the_reason(smollm2, tmp_path):
+    result = subprocess.run(
+        serve_command(smollm2, tmp_path / "nowhere", free_port()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "missing config.json" in result.stdout + result.stderr

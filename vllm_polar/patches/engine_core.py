@@ -1,0 +1,32 @@
+"""Patch ``EngineCore.preprocess_add_request``: key each request's prefix cache by its program.
+
+Block hashes are computed from ``cache_salt`` in ``Request.from_engine_core_request``, inside
+this method, so the salt must be set just before.  Doing it here (not in the front end) covers
+every request the engine core receives, including the children that ``n > 1`` fans out.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from vllm.v1.engine.core import EngineCore
+
+from vllm_polar import config as polar_config
+from vllm_polar.runtime.requests import cache_salt, program_of
+
+
+def apply() -> None:
+    original = EngineCore.preprocess_add_request
+    if getattr(original, "polar_patched", False):
+        return
+
+    @functools.wraps(original)
+    def preprocess_add_request(self, request):
+        config = polar_config.from_additional_config(self.vllm_config.additional_config)
+        if config is not None and request.sampling_params is not None:
+            program = program_of(request.sampling_params.extra_args, config.num_layers)
+            request.cache_salt = cache_salt(program, request.cache_salt, config.num_layers)
+        return original(self, request)
+
+    preprocess_add_request.polar_patched = True
+    EngineCore.preprocess_add_request = preprocess_add_request
