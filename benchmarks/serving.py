@@ -47,7 +47,7 @@ def fit_predictor(model: str, questions: list[str], out: Path) -> Path:
         block = tuple(range(start, start + rng.choice((1, 2))))
         skip = (*range(0, start), *range(start + len(block), depth))
         loop = (*range(0, start + len(block)), *block, *range(start + len(block), depth))
-        rows.append(SupervisionRow(question, "0", [rng.choice((skip, loop))], False))
+        rows.append(SupervisionRow(question, "0", [rng.choice((skip, loop))], base_correct=False))
     write_supervision(rows, out / "supervision.jsonl")
     fit(
         out / "supervision.jsonl",

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["polar.models", "polar.predictor.cli", "polar.search.cli"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,84 @@
+"""End to end: a supervision JSONL file -> a trained, selected checkpoint directory."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+
+from polar.models import cache_root
+from polar.predictor.checkpoint import CheckpointConfig, save
+from polar.predictor.encoder import TokenEmbeddingCache
+from polar.predictor.labels import build_labels, read_supervision
+from polar.predictor.network import NetworkConfig, PredictorNetwork
+from polar.predictor.resolve import model_id
+from polar.predictor.training import Hyperparameters, train
+
+
+def fit(
+    data: Path,
+    encoder: str,
+    num_layers: int,
+    out: Path,
+    *,
+    base_model: str | None = None,
+    grid: list[Hyperparameters] | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    identity_weight: float = 0.3,
+    max_steps: int | None = None,
+    hidden_size: int = 256,
+    num_heads: int = 4,
+    num_blocks: int = 2,
+    cache_dir: Path | None = None,
+) -> CheckpointConfig:
+    """Train on ``data`` for a depth-``num_layers`` model and save the selected checkpoint.
+
+    ``grid`` defaults to one run with the default :class:`Hyperparameters`. ``max_steps`` is
+    the step budget (programs above it are dropped); it defaults to the most executed steps
+    among the training programs. Token embeddings are cached under ``cache_dir`` (default:
+    ``token_embeddings`` in the ``polar.models`` cache root).
+    """
+    if max_steps is not None and not 1 <= max_steps <= 2 * num_layers:
+        raise ValueError(f"max_steps must be in [1, {2 * num_layers}], got {max_steps}")
+    labels = build_labels(read_supervision(data), num_layers, identity_weight, max_steps)
+    budget = max_steps or labels.stats.max_steps_observed
+    cache = TokenEmbeddingCache(cache_dir or cache_root() / "token_embeddings", encoder)
+    embeddings = cache.get(labels.questions)
+    network_config = NetworkConfig(
+        encoder_dim=embeddings[0].shape[-1],
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        num_heads=num_heads,
+        num_blocks=num_blocks,
+    )
+    best, runs = train(
+        network_config,
+        grid or [Hyperparameters()],
+        embeddings,
+        labels,
+        seed=seed,
+        val_fraction=val_fraction,
+        max_steps=budget,
+    )
+    network = PredictorNetwork(network_config)
+    network.load_state_dict(best.state_dict)
+    config = CheckpointConfig(
+        encoder=model_id(encoder),
+        network=network_config,
+        base_model=None if base_model is None else model_id(base_model),
+        max_steps=budget,
+        max_steps_observed=labels.stats.max_steps_observed,
+        training={
+            "data": str(Path(data).resolve()),
+            "data_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest(),
+            "labels": asdict(labels.stats),
+            "identity_weight": identity_weight,
+            "seed": seed,
+            "val_fraction": val_fraction,
+            "selected": best.summary(),
+            "grid": [run.summary() for run in runs],
+        },
+    )
+    save(out, network, config)
+    return config
