@@ -146,6 +146,8 @@ def to_segments(program: Sequence[int], num_layers: int) -> SegmentForm | None:
                 block = tuple(range(start, start + length))
                 for op in (Op.REPEAT, Op.KEEP, Op.SKIP):
                     used = length * int(op)
+                    if used and (j >= n or program[j] != start):
+                        continue  # a kept or repeated segment must start with its first layer
                     if tuple(program[j : j + used]) != block * int(op):
                         continue
                     rest = best[start + length][j + used]
