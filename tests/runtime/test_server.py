@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import openai
 import pytest
-import requests
 
 from tests.runtime.conftest import MAX_STEPS, PROGRAMS
+from tests.server import running_server
 
 PROMPT = "Paged attention keeps the key value cache"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(checkpoints, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     command = [
         sys.executable,
         "-m",
@@ -41,32 +29,11 @@ def server(checkpoints, tmp_path_factory) -> Iterator[str]:
         "float32",
         "--max-model-len",
         "256",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
         "--additional-config",
         json.dumps({"polar": {"max_steps": MAX_STEPS}}),
     ]
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=os.environ)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                assert process.poll() is None, f"server exited:\n{log.read_text()[-3000:]}"
-                try:
-                    if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                time.sleep(1)
-            else:
-                pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    with running_server(command, tmp_path_factory.mktemp("server") / "server.log") as url:
+        yield url
 
 
 def complete(client: openai.OpenAI, program: list | None) -> list[int]:

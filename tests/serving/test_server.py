@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +14,14 @@ import pytest
 import requests
 from vllm.engine.arg_utils import EngineArgs
 
-from tests.runtime.test_server import free_port
+from tests.server import free_port, running_server
 from tests.serving.conftest import DEPTH, MAX_TOKENS, greedy, questions
 
 VLLM_POLAR = str(Path(sys.executable).parent / "vllm-polar")
 EXTRA = {"ignore_eos": True}
 
 
-def serve_command(model: Path, predictor: Path | str, port: int) -> list[str]:
+def serve_command(model: Path, predictor: Path | str) -> list[str]:
     return [
         VLLM_POLAR,
         "serve",
@@ -35,38 +34,14 @@ def serve_command(model: Path, predictor: Path | str, port: int) -> list[str]:
         "float32",
         "--max-model-len",
         "512",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
     ]
 
 
 @pytest.fixture(scope="module")
 def server(smollm2, predictor_dir, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("polar_server") / "server.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            serve_command(smollm2, predictor_dir, port), stdout=sink, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 400
-            while time.monotonic() < deadline:
-                assert process.poll() is None, f"server exited:\n{log.read_text()[-3000:]}"
-                try:
-                    if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                time.sleep(1)
-            else:
-                pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    with running_server(serve_command(smollm2, predictor_dir), log) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +207,7 @@ def test_depth_mismatched_checkpoint_fails_at_start(smollm2, predictor_dir, tmp_
 
 def test_cli_with_missing_checkpoint_exits_with_the_reason(smollm2, tmp_path):
     result = subprocess.run(
-        serve_command(smollm2, tmp_path / "nowhere", free_port()),
+        [*serve_command(smollm2, tmp_path / "nowhere"), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=300,
