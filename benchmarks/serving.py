@@ -4,7 +4,7 @@ The same model, load and settings for the three servers, one after the other on 
 ``--requests`` questions of the levelled arithmetic task sent with ``--concurrency`` in
 flight, ``--max-tokens`` greedy tokens each (EOS ignored).  Reports requests/s and p50/p95
 latency per server (median of ``--runs`` runs) and the predictor's time per request (from the
-server's own ``vllm:polar_predictor_latency_seconds`` histogram).  The predictor is a small
+server's own ``polar:predictor_latency_seconds`` histogram).  The predictor is a small
 checkpoint fitted here on random valid programs: its cost, not its quality, is measured.
 
     python benchmarks/serving.py --model smollm2-135m --out benchmarks/results/serving.json
@@ -113,7 +113,7 @@ def predictor_seconds(url: str) -> tuple[float, float]:
     values = {}
     for line in text.splitlines():
         for key in ("sum", "count"):
-            if line.startswith(f"vllm:polar_predictor_latency_seconds_{key}"):
+            if line.startswith(f"polar:predictor_latency_seconds_{key}"):
                 values[key] = float(line.split()[-1])
     return values.get("sum", 0.0), values.get("count", 0.0)
 

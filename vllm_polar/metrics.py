@@ -1,23 +1,26 @@
-"""Prometheus metrics of PoLar, exported on the server's ``/metrics`` with vLLM's own."""
+"""Prometheus metrics of PoLar, exported on the server's ``/metrics`` with vLLM's own.
+
+Named ``polar:*``: vLLM unregisters every ``vllm:*`` collector when its stat logger starts.
+"""
 
 from prometheus_client import Counter, Histogram
 
 PROGRAM_STEPS = Histogram(
-    "vllm:polar_program_steps",
+    "polar:program_steps",
     "Executed steps (layer calls) of each request's program.",
     buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128),
 )
 PROGRAM_UNIQUE_LAYERS = Histogram(
-    "vllm:polar_program_unique_layers",
+    "polar:program_unique_layers",
     "Distinct layers each request's program runs.",
     buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128),
 )
 PREDICTOR_LATENCY = Histogram(
-    "vllm:polar_predictor_latency_seconds",
+    "polar:predictor_latency_seconds",
     "Predictor time per request (encoder, network and beam search; batch time / batch size).",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )
 PREDICTOR_FALLBACKS = Counter(
-    "vllm:polar_predictor_fallbacks",
+    "polar:predictor_fallbacks",
     "Requests that ran the identity program because the predictor failed.",
 )

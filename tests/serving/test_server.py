@@ -159,15 +159,13 @@ def test_metrics_report_programs_and_predictor(server, client):
     complete(client, questions(1)[0])
     metrics = requests.get(f"{server}/metrics", timeout=10).text
     for name in (
-        "vllm:polar_program_steps_count",
-        "vllm:polar_program_unique_layers_count",
-        "vllm:polar_predictor_latency_seconds_count",
-        "vllm:polar_predictor_fallbacks_total",
+        "polar:program_steps_count",
+        "polar:program_unique_layers_count",
+        "polar:predictor_latency_seconds_count",
+        "polar:predictor_fallbacks_total",
     ):
         assert name in metrics, name
-    steps = [
-        line for line in metrics.splitlines() if line.startswith("vllm:polar_program_steps_count")
-    ]
+    steps = [line for line in metrics.splitlines() if line.startswith("polar:program_steps_count")]
     assert float(steps[0].split()[-1]) > 0
 
 

@@ -1,0 +1,42 @@
+"""A model-free reward: a planted set of valid programs, and a recording evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from polar.tasks import Example
+from vllm_polar.program import Program
+
+DEPTH = 12
+
+
+def planted(program: Program) -> bool:
+    """Valid iff layer 5 is skipped and layer 8 runs at least twice (one skip, one loop)."""
+    return 5 not in program and program.count(8) >= 2
+
+
+def examples(count: int) -> list[Example]:
+    return [
+        Example(id=f"synthetic/{i}", question=f"q{i}", answer=str(i), metadata={"level": 1 + i % 2})
+        for i in range(count)
+    ]
+
+
+class PlantedReward:
+    """``evaluate(pairs)``: question ``synthetic/i`` for even i is base-correct (identity valid
+    too); every question accepts the planted programs. Records every call."""
+
+    def __init__(self, fail_after_calls: int | None = None) -> None:
+        self.calls: list[list[tuple[str, Program]]] = []
+        self.fail_after_calls = fail_after_calls
+
+    def __call__(self, pairs: Sequence[tuple[str, Program]]) -> list[float]:
+        if self.fail_after_calls is not None and len(self.calls) >= self.fail_after_calls:
+            raise KeyboardInterrupt("interrupted for the test")
+        self.calls.append(list(pairs))
+        return [float(self.valid(q, p)) for q, p in pairs]
+
+    @staticmethod
+    def valid(question_id: str, program: Program) -> bool:
+        base_correct = int(question_id.split("/")[1]) % 2 == 0
+        return planted(program) or (base_correct and program == tuple(range(DEPTH)))

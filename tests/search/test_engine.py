@@ -1,0 +1,62 @@
+"""Integration: a search through the real runtime reports only programs that re-run correctly.
+
+SmolLM2-135M answers almost no arithmetic word problem, so the questions here are ones it does
+answer under the identity (checked by the test): the search then finds many valid programs and
+many invalid ones, and both must be reproduced one request at a time.
+"""
+
+from __future__ import annotations
+
+from vllm import SamplingParams
+
+from polar.answers import extract_answer, is_correct
+from polar.prompts import MAX_NEW_TOKENS, direct_answer_prompt
+from polar.search.engine import EngineEvaluator
+from polar.search.mcts import MCTSConfig
+from polar.search.records import read_rows
+from polar.search.run import SearchSettings, search_questions
+from polar.tasks import Example
+from vllm_polar.program import FIELD, format_program
+
+QUESTIONS = [
+    ("What is 2 + 2?", "4"),
+    ("Repeat the number 7.", "7"),
+    ("How many legs does a dog have?", "4"),
+]
+EXAMPLES = [
+    Example(id=f"easy/{i}", question=q, answer=a, metadata={"level": 1})
+    for i, (q, a) in enumerate(QUESTIONS)
+]
+
+
+def run_alone(llm, example: Example, program) -> str:
+    """The completion of one request sent on its own (no batch neighbours)."""
+    prompt = direct_answer_prompt(example.question, llm.get_tokenizer())
+    params = SamplingParams(
+        temperature=0.0, max_tokens=MAX_NEW_TOKENS, extra_args={FIELD: list(program)}
+    )
+    return llm.generate([prompt], params, use_tqdm=False)[0].outputs[0].text
+
+
+def test_reported_programs_rerun_with_the_same_verdict(smollm2, tmp_path):
+    llm, depth, slots = smollm2
+    settings = SearchSettings(
+        depth=depth, min_steps=depth // 2, max_steps=slots, mcts=MCTSConfig(8, wave=4)
+    )
+    evaluator = EngineEvaluator(llm, EXAMPLES)
+    out = tmp_path / "supervision.jsonl"
+    progress = search_questions(
+        EXAMPLES, evaluator, settings, out, answers_of=evaluator.answers.get, show_progress=False
+    )
+    assert progress.simulations == 8 * len(EXAMPLES)
+    rows = {r["id"]: r for r in read_rows(out)}
+    assert sum(r["base_correct"] for r in rows.values()) >= 2  # the questions are easy for it
+    valid = [(e, tuple(p)) for e in EXAMPLES for p in rows[e.id]["valid_programs"]]
+    invalid = [(e, tuple(p)) for e in EXAMPLES for p in rows[e.id]["invalid_programs"][:1]]
+    assert len(valid) >= 6 and invalid  # the search found both kinds
+    for example, program in valid + invalid:
+        text = run_alone(llm, example, program)
+        expected = (example, program) in valid
+        assert is_correct(text, example.answer) == expected, (format_program(program), text)
+        recorded = rows[example.id]["answers"][format_program(program)]
+        assert extract_answer(text) == recorded
