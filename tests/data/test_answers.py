@@ -48,6 +48,9 @@ from polar.prompts import direct_answer_prompt, direct_answer_text
         ("First 3 + 4 = 7, then 7 * 2 = 14", "7", False),
         ("Tom has 3 + 4 = 7 apples.\nThe answer is 7.\n\nThe answer is 7.", "7", True),
         ("12 times 11 equals 132.", "132", True),
+        # a reasoning cut off by the token limit: list numbers are not answers
+        ("We follow these steps:\n\n1. Add the eggs.\n2. Subtract.\n3. Calculate the", "3", False),
+        ("Steps:\n1. 16 - 3 - 4 = 9 eggs.\n2. 9 * 2 = 18", "18", True),
         # decimals and fractions written differently
         ("It takes 2.50 hours", "5/2", True),
         ("So each gets 0.5", "1/2", True),
