@@ -20,13 +20,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 
 python3 -m venv .venv
-pip=".venv/bin/python -m pip"
-$pip install --quiet --upgrade pip
+# One retry per install: a dropped download should not fail a fresh machine's first run.
+install() { .venv/bin/python -m pip install --quiet "$@" || .venv/bin/python -m pip install "$@"; }
+install --upgrade pip
 if [ "$extra" = cpu ]; then
-    $pip install --quiet "torch==2.13.0"
+    install "torch==2.13.0"
 fi
-$pip install --quiet -e ".[$extra,research,dev]"
+install -e ".[$extra,research,dev]"
 if [ "$extra" = cpu ]; then
-    $pip uninstall --quiet -y torchvision torchaudio torchcodec
+    .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 fi
 echo "$want" > "$stamp"
