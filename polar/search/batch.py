@@ -25,9 +25,9 @@ Evaluate = Callable[[Sequence[Pair]], Sequence[float]]
 
 @dataclass
 class Job:
-    """One search of one question in one space; ``key`` names it in the output."""
+    """One search of one question in one space."""
 
-    key: str
+    space: str
     question_id: str
     search: QuestionSearch
 

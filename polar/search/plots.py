@@ -118,6 +118,7 @@ def plot_segments(stats: dict[str, Any], path: Path) -> None:
         left.legend(fontsize=8)
     runs = segments["layer_runs_per_repeated_layer"]
     right.bar([int(k) for k in runs], list(runs.values()))
+    right.set_xticks([int(k) for k in runs])
     right.set_xlabel("runs of a repeated layer")
     right.set_ylabel("layers (over valid programs)")
     save(figure, path)

@@ -81,7 +81,7 @@ def search_questions(
     root = identity(settings.depth)
     jobs = [
         Job(
-            key=space,
+            space=space,
             question_id=e.id,
             search=QuestionSearch(
                 settings.space(space), settings.mcts, root, f"{settings.seed}/{space}/{e.id}"
@@ -104,9 +104,9 @@ def search_questions(
     def finish(job: Job) -> None:
         answers = answers_of(job.question_id) if answers_of is not None else {}
         row = make_row(
-            by_id[job.question_id], job.key, job.search, answers, settings.record(job.key)
+            by_id[job.question_id], job.space, job.search, answers, settings.record(job.space)
         )
-        append_row(paths[job.key], row)
+        append_row(paths[job.space], row)
         bar.update(1)
 
     def show(progress: Progress) -> None:

@@ -26,7 +26,7 @@ def test_polar_switches_architecture_and_forces_eager(checkpoints):
     assert config.model_config.hf_config.architectures == ["PolarQwen3ForCausalLM"]
     assert config.model_config.enforce_eager
     # S defaults to ceil(1.25 * D) = 8 for D = 6, and is resolved for every process.
-    assert config.additional_config["polar"] == {"num_layers": 6, "max_steps": 8}
+    assert config.additional_config["polar"] == {"num_layers": 6, "max_steps": 8, "predictor": None}
 
 
 def test_without_polar_the_stock_model_runs(checkpoints):
