@@ -100,7 +100,9 @@ async def load(url: str, questions: list[str], args, xargs: dict | None) -> tupl
 
     start = time.perf_counter()
     latencies = await asyncio.gather(*(one(q) for q in questions))
-    return len(questions) / (time.perf_counter() - start), sorted(latencies)
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return len(questions) / elapsed, sorted(latencies)
 
 
 def percentile(values: list[float], q: float) -> float:
