@@ -16,22 +16,16 @@ from polar.predictor.labels import (
     read_supervision,
     write_supervision,
 )
-from vllm_polar.program import K_MAX, Op, ProgramError, from_segments, identity, to_segments
+from tests.test_program import segment_forms
+from vllm_polar.program import ProgramError, from_segments, identity, to_segments
 
 
 @st.composite
 def segment_form_programs(draw, max_layers=12):
     """(num_layers, program) for a random segment form that computes a non-empty program."""
-    num_layers = draw(st.integers(1, max_layers))
-    boundaries = []
-    while len(boundaries) < num_layers:
-        length = draw(st.integers(1, min(K_MAX, num_layers - len(boundaries))))
-        boundaries += [True] + [False] * (length - 1)
-    ops = draw(st.lists(st.sampled_from(list(Op)), min_size=sum(boundaries), max_size=12))
-    program = from_segments(boundaries, ops[: sum(boundaries)])
-    if not program:
-        program = identity(num_layers)
-    return num_layers, program
+    boundaries, ops = draw(segment_forms(max_layers))
+    program = from_segments(boundaries, ops) or identity(len(boundaries))
+    return len(boundaries), program
 
 
 @settings(max_examples=200, deadline=None)
