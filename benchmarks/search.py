@@ -3,11 +3,13 @@
     python benchmarks/search.py --model smollm2-135m --task arith --per-level 4 \
         --simulations 16 --sequential-questions 2 --out results/search/benchmark.json
 
-One PoLar engine serves both runs. *Batched*: every active question's wave goes to the engine in
-one ``generate`` call (the search as ``polar search`` runs it). *One at a time*: the same search
-(same settings, seeds and cache) on the first ``--sequential-questions`` questions, each program
-sent alone. Both start with an empty cache; the rows the two runs produce for the shared
-questions are compared (same rewards = batching changed no answer).
+One PoLar engine serves every run. *Batched*: the search as ``polar search`` runs it — every
+active question's wave goes to the engine in one ``generate`` call. *Batched + reuse*: the same,
+each new program first checked against its question's known completion (``EngineEvaluator(
+reuse=True)``). *One at a time*: the same search (same settings and seeds) on the first
+``--sequential-questions`` questions, each program decoded alone. Every run starts with empty
+caches; the rows of the shared questions are compared (same rewards = neither batching nor
+reuse changed an answer).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -34,6 +37,15 @@ def timed_search(examples, evaluate, settings, out: Path, max_active: int) -> di
         "simulations_per_s": progress.simulations / seconds,
         "evaluations_per_s": progress.evaluations / seconds,
     }
+
+
+def one_at_a_time(evaluator):
+    """``evaluate`` that sends each pair to the engine on its own."""
+
+    def evaluate(pairs):
+        return [evaluator([pair])[0] for pair in pairs]
+
+    return evaluate
 
 
 def rows_by_id(path: Path) -> dict[str, tuple]:
@@ -80,18 +92,22 @@ def main() -> None:
     llm = start_engine(path, slots)
     try:
         with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
-            batched_out, single_out = Path(tmp) / "batched.jsonl", Path(tmp) / "single.jsonl"
-            batched = EngineEvaluator(llm, examples)
-            result = {"batched": timed_search(examples, batched, settings, batched_out, 256)}
-            single = EngineEvaluator(llm, few)
-
-            def one_at_a_time(pairs):
-                return [single([pair])[0] for pair in pairs]
-
-            result["one_at_a_time"] = timed_search(few, one_at_a_time, settings, single_out, 1)
-            batched_rows, single_rows = rows_by_id(batched_out), rows_by_id(single_out)
+            runs = {
+                "batched": (examples, EngineEvaluator(llm, examples), 256),
+                "batched_reuse": (examples, EngineEvaluator(llm, examples, reuse=True), 256),
+                "one_at_a_time": (few, EngineEvaluator(llm, few), 1),
+            }
+            result, rows = {}, {}
+            for name, (questions, evaluator, max_active) in runs.items():
+                evaluate = evaluator if max_active > 1 else one_at_a_time(evaluator)
+                out = Path(tmp) / f"{name}.jsonl"
+                result[name] = timed_search(questions, evaluate, settings, out, max_active)
+                result[name]["reuse"] = asdict(evaluator.stats)
+                rows[name] = rows_by_id(out)
             result["same_rows_on_shared_questions"] = all(
-                batched_rows[k] == v for k, v in single_rows.items()
+                rows[name][k] == v
+                for name in ("batched", "batched_reuse")
+                for k, v in rows["one_at_a_time"].items()
             )
     finally:
         stop_engine(llm)
@@ -103,12 +119,13 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print("| run | questions | simulations | engine evaluations | seconds | simulations/s |")
     print("|---|---|---|---|---|---|")
-    for name in ("batched", "one_at_a_time"):
+    for name in ("batched", "batched_reuse", "one_at_a_time"):
         r = result[name]
         print(
             f"| {name} | {r['questions']} | {r['simulations']} | {r['evaluations']} | "
             f"{r['seconds']:.0f} | {r['simulations_per_s']:.2f} |"
         )
+    print(f"reuse: {result['batched_reuse']['reuse']}")
     print(
         f"speedup: {result['speedup_simulations_per_s']:.1f}x; "
         f"same rows: {result['same_rows_on_shared_questions']}"

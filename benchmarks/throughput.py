@@ -3,12 +3,16 @@
 Model: a random Qwen2-shaped checkpoint (24 layers, d=896, 14 heads / 2 KV heads, ff 4864 —
 the shape of Qwen2.5-0.5B with a 32k vocabulary), float32.  Every configuration serves the
 same workload (``--requests`` prompts of ``--prompt-len`` tokens, ``--max-tokens`` output
-tokens each, EOS ignored) and reports the median of ``--runs`` timed runs after one warm-up.
+tokens each, EOS ignored).  Each ratio comes from two engines (or two workloads on one engine)
+alive together and timed in turn, ``--runs`` times after a warm-up each (medians), so a drift
+of the machine's speed hits both sides alike; a PoLar/stock pair is measured twice, once per
+start order, and its two ratios combined by geometric mean.
 
 Compared, each against its own physical limit:
 - PoLar identity vs stock (same eager setting, and stock's default compiled setting);
 - PoLar 50 % / 75 % / 125 % programs vs stock checkpoints of 12 / 18 / 30 layers;
-- a batch of 8 different programs (mean length 24) vs a uniform batch of identity.
+- a batch of 8 different programs (mean length 24) vs a uniform batch of identity, at
+  ``--requests`` requests (one per program) and at 8x that many (each program 8 times).
 Also the KV-cache capacity in tokens for stock and for S = D and S = 1.25 D.
 
     python benchmarks/throughput.py --out benchmarks/results/throughput.json
@@ -22,6 +26,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -69,33 +74,53 @@ def checkpoint(num_layers: int) -> Path:
     return path
 
 
-def tokens_per_second(llm, programs: list[tuple[int, ...] | None], args) -> tuple[float, list]:
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
+@dataclass
+class Workload:
+    """One configuration's requests: ``programs`` cycled over ``requests`` prompts."""
 
-    prompts = [
-        TokensPrompt(
-            prompt_token_ids=[(31 * i + 7 * j) % 31000 + 100 for j in range(args.prompt_len)]
-        )
-        for i in range(args.requests)
-    ]
-    params = [
-        SamplingParams(
-            max_tokens=args.max_tokens,
-            temperature=0,
-            ignore_eos=True,
-            extra_args=None if p is None else {"polar_program": list(p)},
-        )
-        for p in (programs * args.requests)[: args.requests]
-    ]
-    llm.generate(prompts, params, use_tqdm=False)  # warm-up
-    rates = []
-    for _ in range(args.runs):
+    llm: object
+    programs: list[tuple[int, ...] | None]
+    requests: int
+
+    def run(self, args) -> float:
+        """One timed ``generate``; output tokens/s."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [
+            TokensPrompt(
+                prompt_token_ids=[(31 * i + 7 * j) % 31000 + 100 for j in range(args.prompt_len)]
+            )
+            for i in range(self.requests)
+        ]
+        params = [
+            SamplingParams(
+                max_tokens=args.max_tokens,
+                temperature=0,
+                ignore_eos=True,
+                extra_args=None if p is None else {"polar_program": list(p)},
+            )
+            for p in (self.programs * self.requests)[: self.requests]
+        ]
         start = time.perf_counter()
-        outputs = llm.generate(prompts, params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         elapsed = time.perf_counter() - start
-        rates.append(sum(len(o.outputs[0].token_ids) for o in outputs) / elapsed)
-    return statistics.median(rates), rates
+        return sum(len(o.outputs[0].token_ids) for o in outputs) / elapsed
+
+
+def interleaved(workloads: dict[str, Workload], args) -> dict[str, dict]:
+    """Warm each workload up once, then time them in turn ``args.runs`` times (so a drift of
+    the machine's speed hits every one alike); median and runs per name."""
+    for workload in workloads.values():
+        workload.run(args)
+    rates: dict[str, list[float]] = {name: [] for name in workloads}
+    for _ in range(args.runs):
+        for name, workload in workloads.items():
+            rates[name].append(workload.run(args))
+    return {
+        name: {"tokens_per_s": statistics.median(runs), "runs": runs}
+        for name, runs in rates.items()
+    }
 
 
 def engine(path: Path, polar: dict | None = None, eager: bool = True):
@@ -111,6 +136,13 @@ def engine(path: Path, polar: dict | None = None, eager: bool = True):
         seed=0,
         **extra,
     )
+
+
+def pair_engine(name: str, stock_path: Path, eager: bool):
+    """One side of a PoLar/stock pair: PoLar (S = 30) on the 24-layer model, or stock."""
+    if name == "polar":
+        return engine(checkpoint(DEPTH), {"max_steps": 30})
+    return engine(stock_path, eager=eager)
 
 
 def close(llm) -> int:
@@ -132,50 +164,71 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args()
 
-    results: dict[str, dict] = {}
-
-    def record(name: str, llm, programs) -> None:
-        median, rates = tokens_per_second(llm, programs, args)
-        results[name] = {"tokens_per_s": median, "runs": rates}
-        print(f"{name:28s} {median:8.1f} tok/s  {[round(r, 1) for r in rates]}", flush=True)
-
     full = checkpoint(DEPTH)
-    llm = engine(full, eager=False)
-    record("stock compiled", llm, [None])
-    close(llm)
-    llm = engine(full)
-    record("stock eager", llm, [None])
-    capacity = {"stock": close(llm)}
-    for layers in (12, 18, 30):
-        llm = engine(checkpoint(layers))
-        record(f"stock {layers} layers", llm, [None])
-        close(llm)
-    llm = engine(full, {"max_steps": 30})
-    record("polar identity", llm, [tuple(range(DEPTH))])
-    record("polar 50%", llm, [HALF])
-    record("polar 75%", llm, [THREE_QUARTERS])
-    record("polar 125%", llm, [WITH_LOOP])
-    record("polar mixed 8 programs", llm, list(MIXED))
-    capacity["polar S=30"] = close(llm)
-    llm = engine(full, {"max_steps": DEPTH})
-    capacity["polar S=24"] = close(llm)
+    identity = tuple(range(DEPTH))
+    comparisons: dict[str, dict] = {}
+    capacity = {}
 
-    def ratio(a: str, b: str) -> float:
-        return results[a]["tokens_per_s"] / results[b]["tokens_per_s"]
+    for label, program, stock_path, eager in (
+        ("identity / stock compiled", identity, full, False),
+        ("identity / stock eager (goal >= 0.95)", identity, full, True),
+        ("50% / stock 12 layers (goal >= 0.9)", HALF, checkpoint(12), True),
+        ("75% / stock 18 layers (goal >= 0.9)", THREE_QUARTERS, checkpoint(18), True),
+        ("125% / stock 30 layers (goal >= 0.9)", WITH_LOOP, checkpoint(30), True),
+    ):
+        # The engine started second measured up to ~10 % faster on the development machine,
+        # so each pair is measured in both start orders and the ratios are combined.
+        orders = {}
+        for first in ("polar", "stock"):
+            second = "stock" if first == "polar" else "polar"
+            engines = {name: pair_engine(name, stock_path, eager) for name in (first, second)}
+            timed = interleaved(
+                {
+                    "polar": Workload(engines["polar"], [program], args.requests),
+                    "stock": Workload(engines["stock"], [None], args.requests),
+                },
+                args,
+            )
+            timed["ratio"] = timed["polar"]["tokens_per_s"] / timed["stock"]["tokens_per_s"]
+            orders[f"{first} started first"] = timed
+            for name, llm in engines.items():
+                tokens = close(llm)
+                if name == "stock" and stock_path == full and eager:
+                    capacity["stock"] = tokens
+        ratio = statistics.geometric_mean(o["ratio"] for o in orders.values())
+        comparisons[label] = orders | {"ratio": ratio}
+        print(
+            f"{label:40s} "
+            + "; ".join(
+                f"{order}: polar {o['polar']['tokens_per_s']:.1f} / stock "
+                f"{o['stock']['tokens_per_s']:.1f} = {o['ratio']:.3f}"
+                for order, o in orders.items()
+            )
+            + f"; combined {ratio:.3f}",
+            flush=True,
+        )
 
-    ratios = {
-        "identity / stock eager (goal >= 0.95)": ratio("polar identity", "stock eager"),
-        "identity / stock compiled": ratio("polar identity", "stock compiled"),
-        "50% / stock 12 layers (goal >= 0.9)": ratio("polar 50%", "stock 12 layers"),
-        "75% / stock 18 layers (goal >= 0.9)": ratio("polar 75%", "stock 18 layers"),
-        "125% / stock 30 layers (goal >= 0.9)": ratio("polar 125%", "stock 30 layers"),
-        "mixed / uniform identity (goal >= 0.85)": ratio(
-            "polar mixed 8 programs", "polar identity"
-        ),
-    }
-    print()
-    for name, value in ratios.items():
-        print(f"{name:42s} {value:.3f}")
+    polar = engine(full, {"max_steps": 30})
+    for label, requests in (
+        ("mixed / uniform identity (goal >= 0.85)", args.requests),
+        ("mixed / uniform identity, 8x requests", 8 * args.requests),
+    ):
+        timed = interleaved(
+            {
+                "mixed": Workload(polar, list(MIXED), requests),
+                "uniform": Workload(polar, [identity], requests),
+            },
+            args,
+        )
+        timed["ratio"] = timed["mixed"]["tokens_per_s"] / timed["uniform"]["tokens_per_s"]
+        comparisons[label] = timed
+        print(
+            f"{label:40s} mixed {timed['mixed']['tokens_per_s']:.1f} / uniform "
+            f"{timed['uniform']['tokens_per_s']:.1f} tok/s = {timed['ratio']:.3f}",
+            flush=True,
+        )
+    capacity["polar S=30"] = close(polar)
+    capacity["polar S=24"] = close(engine(full, {"max_steps": DEPTH}))
     for name, tokens in capacity.items():
         print(f"KV capacity {name:12s} {tokens:,} tokens")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +236,7 @@ def main() -> None:
         json.dumps(
             {
                 "settings": vars(args) | {"out": str(args.out)},
-                "results": results,
-                "ratios": ratios,
+                "comparisons": comparisons,
                 "kv_capacity_tokens": capacity,
             },
             indent=2,

@@ -16,7 +16,7 @@ from polar.search.mcts import MCTSConfig
 from polar.search.records import read_rows
 from polar.search.run import SearchSettings, search_questions
 from polar.tasks import Example
-from vllm_polar.program import FIELD, format_program
+from vllm_polar.program import FIELD, format_program, identity
 
 QUESTIONS = [
     ("What is 2 + 2?", "4"),
@@ -60,3 +60,29 @@ def test_reported_programs_rerun_with_the_same_verdict(smollm2, tmp_path):
         assert is_correct(text, example.answer) == expected, (format_program(program), text)
         recorded = rows[example.id]["answers"][format_program(program)]
         assert extract_answer(text) == recorded
+
+
+def test_checked_completions_equal_decoding_from_the_prompt(smollm2):
+    """Reusing a question's known completion changes no token: every pair evaluated through a
+    check (confirmed whole, or decoded on from the confirmed prefix) gets the completion that
+    decoding it from the prompt alone gives."""
+    llm, depth, _ = smollm2
+    base = identity(depth)
+    programs = [tuple(i for i in base if i != skipped) for skipped in (2, 9, 17, 24, 28)] + [
+        (*range(16), 15, *range(16, depth)),
+        (*range(9), *range(5, depth)),
+        (*range(20), *range(24, depth)),
+    ]
+    pairs = [(e.id, p) for e in EXAMPLES for p in programs]
+    reusing = EngineEvaluator(llm, EXAMPLES, reuse=True)
+    reusing([(e.id, base) for e in EXAMPLES])
+    rewards = reusing(pairs)
+    assert reusing.stats.confirmed > 0 and reusing.stats.continued > 0  # both paths ran
+    assert reusing.stats.decoded == len(EXAMPLES)  # only the identities were decoded whole
+    decoding = EngineEvaluator(llm, EXAMPLES)
+    for pair, reward in zip(pairs, rewards):
+        assert decoding([pair]) == [reward]
+        question_id, program = pair
+        assert (
+            reusing.completions[question_id][program] == decoding.completions[question_id][program]
+        ), format_program(program)

@@ -2,11 +2,11 @@
 
 A PoLar model is the stock vLLM model (same modules, same weight loading) whose per-layer
 attentions are replaced by S *slot* attentions: slot k holds the K/V written at step k of a
-program, so a layer that runs twice writes two slots.  One forward runs, for each step k:
+program, so a layer that runs twice writes two slots.  One forward runs the plan's rounds
+(``vllm_polar.runtime.plan``):
 
-    group tokens by the layer their program runs at step k;
-    per group: input norm, QKV (family-specific ``qkv``);
-    ONE attention call on slot k over all tokens (tokens that finished get zero q/k/v);
+    per group of tokens running one layer: input norm, QKV (family-specific ``qkv``);
+    the round's attention call(s), each over all tokens of the batch;
     per group: output projection and MLP (family-specific ``post``).
 
 The attention backend's metadata describes the whole batch, so slot attentions are always
@@ -24,7 +24,7 @@ from vllm.model_executor.layers.attention import Attention
 
 from vllm_polar import config as polar_config
 from vllm_polar.program import identity
-from vllm_polar.runtime.plan import Plan, uniform_plan
+from vllm_polar.runtime.plan import Call, Plan, uniform_plan
 
 QKV = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 """qkv(layer, x, positions) -> (q, k, v): x (n, hidden) is input-normed; q (n, heads*hd)."""
@@ -82,28 +82,30 @@ def run_program(
     qkv: QKV,
     post: Post,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the plan's steps; returns the (hidden, residual) pair, each (N, hidden_size).
+    """Run the plan's rounds; returns the (hidden, residual) pair, each (N, hidden_size).
 
-    The residual stream is hidden + residual (the stock layers' fused add-norm form).  Split
-    steps write groups back in place: ``hidden`` and ``residual`` are owned by this loop.
+    The residual stream is hidden + residual (the stock layers' fused add-norm form).  Rounds
+    over part of the batch write their tokens back in place: ``hidden`` and ``residual`` are
+    owned by this loop.
     """
+    num_tokens = hidden.shape[0]
     residual = torch.zeros_like(hidden)
-    for step, groups in enumerate(plan.steps):
-        if groups[0].tokens is None:
-            layer = layers[groups[0].layer]
+    written: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for step in plan.rounds:
+        if step.groups[0].tokens is None:
+            layer = layers[step.groups[0].layer]
             x, residual = layer.input_layernorm(hidden, residual)
-            out = slots[step](*qkv(layer, x, positions))
+            out = slots[step.calls[0].slot](*qkv(layer, x, positions))
             hidden, residual = post(layer, residual, out)
             continue
         q, k, v, normed = None, None, None, []
-        for group in groups:
+        for group in step.groups:
             layer, index = layers[group.layer], plan.indices(group)
             x, group_residual = layer.input_layernorm(
                 hidden.index_select(0, index), residual.index_select(0, index)
             )
             group_q, group_k, group_v = qkv(layer, x, positions.index_select(0, index))
             if q is None:
-                num_tokens = hidden.shape[0]
                 q = group_q.new_zeros(num_tokens, group_q.shape[1])
                 k = group_k.new_zeros(num_tokens, group_k.shape[1])
                 v = group_v.new_zeros(num_tokens, group_v.shape[1])
@@ -111,13 +113,48 @@ def run_program(
             k.index_copy_(0, index, group_k)
             v.index_copy_(0, index, group_v)
             normed.append(group_residual)
-        out = slots[step](q, k, v)
-        for group, group_residual in zip(groups, normed):
+        if step.calls[0].tokens is None:
+            out = slots[step.calls[0].slot](q, k, v)
+        else:
+            out = torch.empty_like(q)
+            for call in step.calls:
+                index = plan.indices(call)
+                out.index_copy_(0, index, attend(slots[call.slot], call, index, q, k, v, written))
+        for group, group_residual in zip(step.groups, normed):
             layer, index = layers[group.layer], plan.indices(group)
             group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
             hidden.index_copy_(0, index, group_hidden)
             residual.index_copy_(0, index, group_residual)
     return hidden, residual
+
+
+def attend(
+    slot: nn.Module,
+    call: Call,
+    index: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    written: dict[int, tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """One of several attention calls of a round; returns the (n, heads*hd) output of its
+    tokens ``index``.  ``q``/``k``/``v`` (N, ·) hold the round's tokens.
+
+    The backend's metadata describes the whole batch, so every call writes every token's k/v
+    into the slot's cache.  Tokens other than ``index`` get as k/v what an earlier call of this
+    forward gave them on this slot (``written``) or zeros: a request whose step ``call.slot``
+    already ran keeps its K/V, one that runs it later overwrites the zeros, one that never runs
+    it never reads them.  Their q is irrelevant (their outputs are dropped).
+    """
+    if call.slot in written:
+        slot_k, slot_v = written.pop(call.slot)
+    else:
+        slot_k, slot_v = torch.zeros_like(k), torch.zeros_like(v)
+    slot_k.index_copy_(0, index, k.index_select(0, index))
+    slot_v.index_copy_(0, index, v.index_select(0, index))
+    if not call.last:
+        written[call.slot] = (slot_k, slot_v)
+    return slot(q, slot_k, slot_v).index_select(0, index)
 
 
 class PolarCausalLM(nn.Module):

@@ -1,0 +1,101 @@
+"""The routing plan runs every token through its own program, in order, on the right slots."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vllm_polar.runtime.plan import build_plan, uniform_plan
+
+DEPTH = 24
+programs = st.lists(st.integers(0, DEPTH - 1), min_size=1, max_size=30).map(tuple)
+batches = st.lists(
+    st.tuples(programs, st.sampled_from([1, 2, 5, 600])), min_size=1, max_size=8
+)  # rows of 1-5 tokens (decode, short prefill) and 600 (long prefill) select both orders
+MIXED = [
+    tuple(range(18)),
+    (*range(10), *range(15, 24)),
+    tuple(range(21)),
+    (*range(12), *range(13, 24)),
+    (*range(24), 23),
+    (*range(16), *range(13, 24)),
+    (*range(14), *range(9, 24)),
+    (*range(14), *range(8, 24)),
+]
+
+
+def plan_for(batch):
+    rows = [program for program, _ in batch]
+    qsl = np.concatenate([[0], np.cumsum([size for _, size in batch])])
+    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"))
+
+
+def members(plan, part, everyone: list[int]) -> list[int]:
+    return everyone if part.tokens is None else plan.indices(part).tolist()
+
+
+def trace(plan, num_tokens: int) -> list[list[tuple[int, int]]]:
+    """Per token, the (layer, slot) of each round it takes part in, in round order."""
+    seen: list[list[tuple[int, int]]] = [[] for _ in range(num_tokens)]
+    for step in plan.rounds:
+        layer_of = {
+            t: group.layer
+            for group in step.groups
+            for t in members(plan, group, list(range(num_tokens)))
+        }
+        for call in step.calls:
+            for t in members(plan, call, sorted(layer_of)):
+                seen[t].append((layer_of.pop(t), call.slot))
+        assert not layer_of  # every token that ran a layer took part in an attention call
+    return seen
+
+
+@given(batches)
+def test_every_token_runs_its_program_in_order_on_slot_per_step(batch):
+    rows, qsl, plan = plan_for(batch)
+    seen = trace(plan, int(qsl[-1]))
+    for row, program in enumerate(rows):
+        for token in range(qsl[row], qsl[row + 1]):
+            assert seen[token] == [(layer, step) for step, layer in enumerate(program)]
+
+
+@given(batches)
+def test_calls_over_the_round_are_the_only_call_on_their_slot(batch):
+    _, _, plan = plan_for(batch)
+    calls = [call for step in plan.rounds for call in step.calls]
+    for i, call in enumerate(calls):
+        later = [c for c in calls[i + 1 :] if c.slot == call.slot]
+        assert call.last == (not later)
+        if call.tokens is None:
+            assert not later and all(c.slot != call.slot for c in calls[:i])
+
+
+def test_decoding_mixed_programs_reads_each_layer_about_once():
+    """Eight programs of mean length 24, one decode token each: by layer, 34 layer runs
+    where running step k of all programs at once needs 87."""
+    _, _, plan = plan_for([(p, 1) for p in MIXED])
+    assert sum(len(step.groups) for step in plan.rounds) == 34
+    assert sum(step.groups[0].tokens is None for step in plan.rounds) == 10  # layers 0-9
+
+
+def test_long_prefill_of_mixed_programs_runs_by_step():
+    """With 600 tokens per row, each extra attention call costs more than a layer run saves."""
+    _, _, plan = plan_for([(p, 600) for p in MIXED])
+    assert len(plan.rounds) == max(map(len, MIXED))
+    assert all(len(step.calls) == 1 for step in plan.rounds)
+    assert sum(len(step.groups) for step in plan.rounds) == 87
+
+
+def test_one_program_for_all_rows_is_the_uniform_plan():
+    program = (0, 1, 1, 2, 5)
+    plan = build_plan([program, program], np.array([0, 3, 7]), torch.device("cpu"))
+    assert plan == uniform_plan(program)
+    assert [(step.groups[0].layer, step.calls[0].slot) for step in plan.rounds] == [
+        (0, 0),
+        (1, 1),
+        (1, 2),
+        (2, 3),
+        (5, 4),
+    ]
