@@ -39,13 +39,13 @@ def members(plan, part, everyone: list[int]) -> list[int]:
 def trace(plan, num_tokens: int) -> list[list[tuple[int, int]]]:
     """Per token, the (layer, slot) of each round it takes part in, in round order."""
     seen: list[list[tuple[int, int]]] = [[] for _ in range(num_tokens)]
-    for step in plan.rounds:
+    for this_round in plan.rounds:
         layer_of = {
             t: group.layer
-            for group in step.groups
+            for group in this_round.groups
             for t in members(plan, group, list(range(num_tokens)))
         }
-        for call in step.calls:
+        for call in this_round.calls:
             for t in members(plan, call, sorted(layer_of)):
                 seen[t].append((layer_of.pop(t), call.slot))
         assert not layer_of  # every token that ran a layer took part in an attention call
@@ -64,7 +64,7 @@ def test_every_token_runs_its_program_in_order_on_slot_per_step(batch):
 @given(batches)
 def test_calls_over_the_round_are_the_only_call_on_their_slot(batch):
     _, _, plan = plan_for(batch)
-    calls = [call for step in plan.rounds for call in step.calls]
+    calls = [call for this_round in plan.rounds for call in this_round.calls]
     for i, call in enumerate(calls):
         later = [c for c in calls[i + 1 :] if c.slot == call.slot]
         assert call.last == (not later)
@@ -76,23 +76,27 @@ def test_decoding_mixed_programs_reads_each_layer_about_once():
     """Eight programs of mean length 24, one decode token each: by layer, 34 layer runs
     where running step k of all programs at once needs 87."""
     _, _, plan = plan_for([(p, 1) for p in MIXED])
-    assert sum(len(step.groups) for step in plan.rounds) == 34
-    assert sum(step.groups[0].tokens is None for step in plan.rounds) == 10  # layers 0-9
+    assert sum(len(this_round.groups) for this_round in plan.rounds) == 34
+    assert (
+        sum(this_round.groups[0].tokens is None for this_round in plan.rounds) == 10
+    )  # layers 0-9
 
 
 def test_long_prefill_of_mixed_programs_runs_by_step():
     """With 600 tokens per row, each extra attention call costs more than a layer run saves."""
     _, _, plan = plan_for([(p, 600) for p in MIXED])
     assert len(plan.rounds) == max(map(len, MIXED))
-    assert all(len(step.calls) == 1 for step in plan.rounds)
-    assert sum(len(step.groups) for step in plan.rounds) == 87
+    assert all(len(this_round.calls) == 1 for this_round in plan.rounds)
+    assert sum(len(this_round.groups) for this_round in plan.rounds) == 87
 
 
 def test_one_program_for_all_rows_is_the_uniform_plan():
     program = (0, 1, 1, 2, 5)
     plan = build_plan([program, program], np.array([0, 3, 7]), torch.device("cpu"))
     assert plan == uniform_plan(program)
-    assert [(step.groups[0].layer, step.calls[0].slot) for step in plan.rounds] == [
+    assert [
+        (this_round.groups[0].layer, this_round.calls[0].slot) for this_round in plan.rounds
+    ] == [
         (0, 0),
         (1, 1),
         (1, 2),
