@@ -3,10 +3,10 @@
 Model: a random Qwen2-shaped checkpoint (24 layers, d=896, 14 heads / 2 KV heads, ff 4864 —
 the shape of Qwen2.5-0.5B with a 32k vocabulary), float32.  Every configuration serves the
 same workload (``--requests`` prompts of ``--prompt-len`` tokens, ``--max-tokens`` output
-tokens each, EOS ignored).  Each ratio comes from two engines (or two workloads on one engine)
-alive together and timed in turn, ``--runs`` times after a warm-up each (medians), so a drift
-of the machine's speed hits both sides alike; a PoLar/stock pair is measured twice, once per
-start order, and its two ratios combined by geometric mean.
+tokens each, EOS ignored).  A PoLar/stock ratio comes from four engine lifetimes, each engine
+alive alone, in the order stock, PoLar, PoLar, stock, each timed ``--runs`` times after a
+warm-up (medians over both lifetimes of a side); mixed vs uniform runs on one PoLar engine, the
+two workloads timed in turn.
 
 Compared, each against its own physical limit:
 - PoLar identity vs stock (same eager setting, and stock's default compiled setting);
@@ -145,6 +145,26 @@ def pair_engine(name: str, stock_path: Path, eager: bool):
     return engine(stock_path, eager=eager)
 
 
+def alone_pair(program: tuple[int, ...], stock_path: Path, eager: bool, args) -> dict:
+    """PoLar vs stock, each engine alive alone, in the order stock, PoLar, PoLar, stock (which
+    cancels a linear drift of the machine's speed); medians over all runs of a side.
+
+    Engines alive side by side did not give stable ratios on the development machine: the
+    same identity / stock pair measured 0.56 with PoLar started first and 2.03 with stock
+    started first, minutes apart.
+    """
+    runs: dict[str, list[float]] = {"polar": [], "stock": []}
+    capacity = {}
+    for name in ("stock", "polar", "polar", "stock"):
+        llm = pair_engine(name, stock_path, eager)
+        workload = Workload(llm, [program if name == "polar" else None], args.requests)
+        runs[name] += interleaved({name: workload}, args)[name]["runs"]
+        capacity[name] = close(llm)
+    timed = {name: {"tokens_per_s": statistics.median(r), "runs": r} for name, r in runs.items()}
+    ratio = timed["polar"]["tokens_per_s"] / timed["stock"]["tokens_per_s"]
+    return timed | {"ratio": ratio, "kv_capacity_tokens": capacity}
+
+
 def close(llm) -> int:
     """Shut the engine down; returns its KV capacity in tokens."""
     cache = llm.llm_engine.vllm_config.cache_config
@@ -176,35 +196,13 @@ def main() -> None:
         ("75% / stock 18 layers (goal >= 0.9)", THREE_QUARTERS, checkpoint(18), True),
         ("125% / stock 30 layers (goal >= 0.9)", WITH_LOOP, checkpoint(30), True),
     ):
-        # The engine started second measured up to ~10 % faster on the development machine,
-        # so each pair is measured in both start orders and the ratios are combined.
-        orders = {}
-        for first in ("polar", "stock"):
-            second = "stock" if first == "polar" else "polar"
-            engines = {name: pair_engine(name, stock_path, eager) for name in (first, second)}
-            timed = interleaved(
-                {
-                    "polar": Workload(engines["polar"], [program], args.requests),
-                    "stock": Workload(engines["stock"], [None], args.requests),
-                },
-                args,
-            )
-            timed["ratio"] = timed["polar"]["tokens_per_s"] / timed["stock"]["tokens_per_s"]
-            orders[f"{first} started first"] = timed
-            for name, llm in engines.items():
-                tokens = close(llm)
-                if name == "stock" and stock_path == full and eager:
-                    capacity["stock"] = tokens
-        ratio = statistics.geometric_mean(o["ratio"] for o in orders.values())
-        comparisons[label] = orders | {"ratio": ratio}
+        timed = alone_pair(program, stock_path, eager, args)
+        comparisons[label] = timed
+        if stock_path == full and eager:
+            capacity["stock"] = timed["kv_capacity_tokens"]["stock"]
         print(
-            f"{label:40s} "
-            + "; ".join(
-                f"{order}: polar {o['polar']['tokens_per_s']:.1f} / stock "
-                f"{o['stock']['tokens_per_s']:.1f} = {o['ratio']:.3f}"
-                for order, o in orders.items()
-            )
-            + f"; combined {ratio:.3f}",
+            f"{label:40s} polar {timed['polar']['tokens_per_s']:.1f} / stock "
+            f"{timed['stock']['tokens_per_s']:.1f} tok/s = {timed['ratio']:.3f}",
             flush=True,
         )
 

@@ -91,15 +91,15 @@ def run_program(
     num_tokens = hidden.shape[0]
     residual = torch.zeros_like(hidden)
     written: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for step in plan.rounds:
-        if step.groups[0].tokens is None:
-            layer = layers[step.groups[0].layer]
+    for round_ in plan.rounds:
+        if round_.groups[0].tokens is None:
+            layer = layers[round_.groups[0].layer]
             x, residual = layer.input_layernorm(hidden, residual)
-            out = slots[step.calls[0].slot](*qkv(layer, x, positions))
+            out = slots[round_.calls[0].slot](*qkv(layer, x, positions))
             hidden, residual = post(layer, residual, out)
             continue
         q, k, v, normed = None, None, None, []
-        for group in step.groups:
+        for group in round_.groups:
             layer, index = layers[group.layer], plan.indices(group)
             x, group_residual = layer.input_layernorm(
                 hidden.index_select(0, index), residual.index_select(0, index)
@@ -113,14 +113,14 @@ def run_program(
             k.index_copy_(0, index, group_k)
             v.index_copy_(0, index, group_v)
             normed.append(group_residual)
-        if step.calls[0].tokens is None:
-            out = slots[step.calls[0].slot](q, k, v)
+        if round_.calls[0].tokens is None:
+            out = slots[round_.calls[0].slot](q, k, v)
         else:
             out = torch.empty_like(q)
-            for call in step.calls:
+            for call in round_.calls:
                 index = plan.indices(call)
                 out.index_copy_(0, index, attend(slots[call.slot], call, index, q, k, v, written))
-        for group, group_residual in zip(step.groups, normed):
+        for group, group_residual in zip(round_.groups, normed):
             layer, index = layers[group.layer], plan.indices(group)
             group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
             hidden.index_copy_(0, index, group_hidden)
