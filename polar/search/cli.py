@@ -75,13 +75,25 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         mcts=mcts,
     )
+    print(summary(stats))
+    return 0
+
+
+def summary(stats: dict) -> str:
+    """The human summary: oracle accuracy over all levels, then each pair of spaces head to head."""
     table = stats["oracle_accuracy"]["all"]
-    print(
+    lines = [
         "oracle accuracy (all levels): "
         + ", ".join(
             f"{name} {100 * value:.1f} %"
             for name, value in table.items()
             if name != "n" and value is not None
         )
-    )
-    return 0
+    ]
+    for pair, counts in stats["head_to_head"].items():
+        a, b = pair.split("_vs_")
+        lines.append(
+            f"{a} vs {b}: solved only by {a} {counts['only_a']}, only by {b} {counts['only_b']} "
+            f"of {counts['questions']} (exact McNemar p = {counts['p_value']:.2f})"
+        )
+    return "\n".join(lines)

@@ -37,6 +37,36 @@ def oracle_table(rows_by_space: dict[str, Rows]) -> dict[str, dict[str, Any]]:
     return table
 
 
+def head_to_head(rows_by_space: dict[str, Rows]) -> dict[str, dict[str, Any]]:
+    """Paired comparison of every two spaces over the questions both searched.
+
+    ``only_a`` / ``only_b``: questions solved in one space and not the other; ``p_value``: the
+    exact two-sided McNemar test (binomial on the discordant questions) of "neither space solves
+    more questions than the other". Keyed ``"<a>_vs_<b>"`` in the order the spaces were searched.
+    """
+    from scipy.stats import binomtest
+
+    solved = {
+        space: {r["id"]: bool(r["valid_programs"]) for r in rows}
+        for space, rows in rows_by_space.items()
+    }
+    spaces = list(solved)
+    table = {}
+    for i, a in enumerate(spaces):
+        for b in spaces[i + 1 :]:
+            shared = solved[a].keys() & solved[b].keys()
+            only_a = sum(solved[a][q] and not solved[b][q] for q in shared)
+            only_b = sum(solved[b][q] and not solved[a][q] for q in shared)
+            discordant = only_a + only_b
+            table[f"{a}_vs_{b}"] = {
+                "questions": len(shared),
+                "only_a": only_a,
+                "only_b": only_b,
+                "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
+            }
+    return table
+
+
 def shorter_and_corrected(rows: Rows, depth: int) -> dict[str, Any]:
     """Finding 2: base-correct with a shorter valid program; base-wrong corrected, step deltas."""
     right = [r for r in rows if r["base_correct"]]
@@ -167,6 +197,7 @@ def search_stats(rows_by_space: dict[str, Rows], depth: int, budgets: range) -> 
         "depth": depth,
         "questions": {space: len(rows) for space, rows in rows_by_space.items()},
         "oracle_accuracy": oracle_table(rows_by_space),
+        "head_to_head": head_to_head(rows_by_space),
         "shorter_and_corrected": {
             s: shorter_and_corrected(rows, depth) for s, rows in rows_by_space.items()
         },

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 
+from polar.search.cli import summary
 from polar.search.mcts import MCTSConfig
 from polar.search.run import SearchSettings, search_questions, write_stats
-from polar.search.stats import luck_control, oracle_table, segment_histograms, shorter_and_corrected
+from polar.search.stats import (
+    head_to_head,
+    luck_control,
+    oracle_table,
+    search_stats,
+    segment_histograms,
+    shorter_and_corrected,
+)
 from tests.search.synthetic import DEPTH, PlantedReward, examples
 from vllm_polar.program import format_program, identity
 
@@ -48,6 +56,31 @@ def test_oracle_table_and_finding_2():
     assert finding["share_with_shorter_valid"] == 0.5
     assert finding["share_corrected"] == 0.5
     assert finding["corrected_steps_minus_depth"] == {2: 1}
+
+
+def test_head_to_head_counts_discordant_questions_and_tests_them_exactly():
+    def rows(solved):
+        return [{**row(1, False, [LOOP] if s else []), "id": f"q{i}"} for i, s in enumerate(solved)]
+
+    # q0-q4 solved only by the first space, q5 by both, q6 by neither, q7 only by the second
+    first = rows([1, 1, 1, 1, 1, 1, 0, 0])
+    second = rows([0, 0, 0, 0, 0, 1, 0, 1])
+    comparison = head_to_head({"skip_loop": first, "skip": second})["skip_loop_vs_skip"]
+    assert {k: comparison[k] for k in ("questions", "only_a", "only_b")} == {
+        "questions": 8,
+        "only_a": 5,
+        "only_b": 1,
+    }
+    # two-sided exact binomial: P(X <= 1) + P(X >= 5) for X ~ Bin(6, 1/2)
+    assert abs(comparison["p_value"] - 2 * (1 + 6) / 2**6) < 1e-12
+    tie = head_to_head({"skip_loop": first, "loop": first})["skip_loop_vs_loop"]
+    assert tie["only_a"] == tie["only_b"] == 0 and tie["p_value"] == 1.0
+    lines = summary(search_stats({"skip_loop": first, "skip": second}, D, range(1, 2))).split("\n")
+    assert lines == [
+        "oracle accuracy (all levels): base 0.0 %, skip_loop 75.0 %, skip 25.0 %",
+        "skip_loop vs skip: solved only by skip_loop 5, only by skip 1 of 8 "
+        "(exact McNemar p = 0.22)",
+    ]
 
 
 def test_segment_histograms_use_the_segment_form():
