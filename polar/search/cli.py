@@ -90,8 +90,8 @@ def summary(stats: dict) -> str:
             if name != "n" and value is not None
         )
     ]
-    for pair, counts in stats["head_to_head"].items():
-        a, b = pair.split("_vs_")
+    for counts in stats["head_to_head"].values():
+        a, b = counts["a"], counts["b"]
         lines.append(
             f"{a} vs {b}: solved only by {a} {counts['only_a']}, only by {b} {counts['only_b']} "
             f"of {counts['questions']} (exact McNemar p = {counts['p_value']:.2f})"

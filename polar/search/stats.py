@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import combinations
 from typing import Any
 
 from polar.answers import normalize
@@ -50,20 +51,20 @@ def head_to_head(rows_by_space: dict[str, Rows]) -> dict[str, dict[str, Any]]:
         space: {r["id"]: bool(r["valid_programs"]) for r in rows}
         for space, rows in rows_by_space.items()
     }
-    spaces = list(solved)
     table = {}
-    for i, a in enumerate(spaces):
-        for b in spaces[i + 1 :]:
-            shared = solved[a].keys() & solved[b].keys()
-            only_a = sum(solved[a][q] and not solved[b][q] for q in shared)
-            only_b = sum(solved[b][q] and not solved[a][q] for q in shared)
-            discordant = only_a + only_b
-            table[f"{a}_vs_{b}"] = {
-                "questions": len(shared),
-                "only_a": only_a,
-                "only_b": only_b,
-                "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
-            }
+    for a, b in combinations(solved, 2):
+        shared = solved[a].keys() & solved[b].keys()
+        only_a = sum(solved[a][q] and not solved[b][q] for q in shared)
+        only_b = sum(solved[b][q] and not solved[a][q] for q in shared)
+        discordant = only_a + only_b
+        table[f"{a}_vs_{b}"] = {
+            "a": a,
+            "b": b,
+            "questions": len(shared),
+            "only_a": only_a,
+            "only_b": only_b,
+            "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
+        }
     return table
 
 
