@@ -3,10 +3,13 @@
 Model: a random Qwen2-shaped checkpoint (24 layers, d=896, 14 heads / 2 KV heads, ff 4864 —
 the shape of Qwen2.5-0.5B with a 32k vocabulary), float32.  Every configuration serves the
 same workload (``--requests`` prompts of ``--prompt-len`` tokens, ``--max-tokens`` output
-tokens each, EOS ignored).  A PoLar/stock ratio comes from four engine lifetimes, each engine
-alive alone, in the order stock, PoLar, PoLar, stock, each timed ``--runs`` times after a
-warm-up (medians over both lifetimes of a side); mixed vs uniform runs on one PoLar engine, the
-two workloads timed in turn.
+tokens each, EOS ignored).  Two engines are alive together and their workloads are timed in
+alternating rounds (A B, then B A, ``--runs`` rounds after a warm-up; median of the per-round
+ratios).  Each PoLar/stock pair is measured twice on fresh engines, once per start order, and
+the two ratios combined by geometric mean.  All workers share one core, the schedulers and this
+process the other; an idle engine's worker sleeps, so the side being timed has the core to
+itself.  Two stock engines of one checkpoint, measured the same way, give the noise floor.
+Mixed and uniform batches run on one PoLar engine (S = 30), timed in alternating rounds.
 
 Compared, each against its own physical limit:
 - PoLar identity vs stock (same eager setting, and stock's default compiled setting);
@@ -32,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 DEPTH = 24
+IDLE_S = 1.5
 ALL_CPUS = frozenset(os.sched_getaffinity(0))
 CACHE = Path(os.environ.get("VLLM_POLAR_CACHE", Path.home() / ".cache" / "vllm-polar")) / "bench"
 
@@ -109,18 +113,27 @@ class Workload:
         return sum(len(o.outputs[0].token_ids) for o in outputs) / elapsed
 
 
-def interleaved(workloads: dict[str, Workload], args) -> dict[str, dict]:
-    """Warm each workload up once, then time them in turn ``args.runs`` times (so a drift of
-    the machine's speed hits every one alike); median and runs per name."""
+def rounds(workloads: dict[str, Workload], args) -> dict:
+    """Time two workloads in alternating rounds; the ratio is first / second.
+
+    After one warm-up run each, every round times both back to back, A then B, and the next
+    round B then A, so a drift of the machine's speed within a round hits both alike.  The ratio
+    is the median of the ``args.runs`` per-round ratios.
+    """
+    first, second = workloads
     for workload in workloads.values():
         workload.run(args)
-    rates: dict[str, list[float]] = {name: [] for name in workloads}
-    for _ in range(args.runs):
-        for name, workload in workloads.items():
-            rates[name].append(workload.run(args))
-    return {
-        name: {"tokens_per_s": statistics.median(runs), "runs": runs}
-        for name, runs in rates.items()
+    runs: dict[str, list[float]] = {first: [], second: []}
+    for round_index in range(args.runs):
+        for name in (first, second) if round_index % 2 == 0 else (second, first):
+            # A worker polls its queue (sched_yield) for a second after its last step; wait
+            # until it sleeps so that it does not share the core with the next timed run.
+            time.sleep(IDLE_S)
+            runs[name].append(workloads[name].run(args))
+    ratios = [a / b for a, b in zip(runs[first], runs[second], strict=True)]
+    return {name: {"tokens_per_s": statistics.median(r), "runs": r} for name, r in runs.items()} | {
+        "ratio": statistics.median(ratios),
+        "round_ratios": ratios,
     }
 
 
@@ -139,25 +152,29 @@ def engine(path: Path, polar: dict | None = None, eager: bool = True):
         seed=0,
         **extra,
     )
-    keep_off_worker_cores(llm)
+    worker_cpus = keep_off_worker_cores(llm)
+    print(f"engine {path.name} polar={polar} eager={eager}: worker on CPUs {worker_cpus}")
     return llm
 
 
-def keep_off_worker_cores(llm) -> None:
+def keep_off_worker_cores(llm) -> list[int]:
     """Pin this process and the engine's scheduler process to the CPUs the worker does not use.
 
     vLLM binds the CPU worker to its cores and leaves the other processes free to run anywhere.
     On the 2-core development machine the scheduler process was busy (~90 % of a CPU) while
     serving, and the same engine served 11 tok/s in one lifetime and 28 in another.
+    Returns the worker's CPUs.
     """
     import psutil
 
     scheduler = psutil.Process(llm.llm_engine.engine_core.resources.engine_manager.processes[0].pid)
     bound = [set(p.cpu_affinity()) for p in scheduler.children(recursive=True)]
-    spare = ALL_CPUS - set().union(*(cpus for cpus in bound if cpus != ALL_CPUS))
+    worker = set().union(*(cpus for cpus in bound if cpus != ALL_CPUS))
+    spare = ALL_CPUS - worker
     if spare != ALL_CPUS and spare:
         pin(scheduler.pid, spare)
         pin(os.getpid(), spare)
+    return sorted(worker)
 
 
 def pin(pid: int, cpus: frozenset[int]) -> None:
@@ -168,31 +185,31 @@ def pin(pid: int, cpus: frozenset[int]) -> None:
         os.sched_setaffinity(thread.id, cpus)
 
 
-def pair_engine(name: str, stock_path: Path, eager: bool):
-    """One side of a PoLar/stock pair: PoLar (S = 30) on the 24-layer model, or stock."""
-    if name == "polar":
-        return engine(checkpoint(DEPTH), {"max_steps": 30})
-    return engine(stock_path, eager=eager)
+Side = tuple[Path, dict | None, bool, tuple[int, ...] | None]
+"""An engine side: checkpoint, polar config (None = stock), eager, program of its requests."""
 
 
-def alone_pair(program: tuple[int, ...], stock_path: Path, eager: bool, args) -> dict:
-    """PoLar vs stock, each engine alive alone, in the order stock, PoLar, PoLar, stock (which
-    cancels a linear drift of the machine's speed); medians over all runs of a side.
+def pair(sides: dict[str, Side], args) -> dict:
+    """Ratio of two engines' throughput (first side / second), alive together.
 
-    Engines alive side by side did not give stable ratios on the development machine: the
-    same identity / stock pair measured 0.56 with PoLar started first and 2.03 with stock
-    started first, minutes apart.
+    Measured once per start order, each time on fresh engines, and the two ratios combined by
+    geometric mean: on the development machine an engine started before another served up to
+    ~25 % slower than it, whichever was which (identity / stock 0.77 with PoLar started first,
+    1.11 with stock started first).
     """
-    runs: dict[str, list[float]] = {"polar": [], "stock": []}
-    capacity = {}
-    for name in ("stock", "polar", "polar", "stock"):
-        llm = pair_engine(name, stock_path, eager)
-        workload = Workload(llm, [program if name == "polar" else None], args.requests)
-        runs[name] += interleaved({name: workload}, args)[name]["runs"]
-        capacity[name] = close(llm)
-    timed = {name: {"tokens_per_s": statistics.median(r), "runs": r} for name, r in runs.items()}
-    ratio = timed["polar"]["tokens_per_s"] / timed["stock"]["tokens_per_s"]
-    return timed | {"ratio": ratio, "kv_capacity_tokens": capacity}
+    orders: dict[str, dict] = {}
+    for names in (list(sides), list(reversed(sides))):
+        engines = {name: engine(*sides[name][:3]) for name in names}
+        timed = rounds(
+            {name: Workload(engines[name], [sides[name][3]], args.requests) for name in sides},
+            args,
+        )
+        capacity = {name: close(llm) for name, llm in engines.items()}
+        orders[f"{names[0]} started first"] = timed
+    return orders | {
+        "ratio": statistics.geometric_mean(o["ratio"] for o in orders.values()),
+        "kv_capacity_tokens": capacity,
+    }
 
 
 def close(llm) -> int:
@@ -210,52 +227,64 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=4, help="rounds per engine pair")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     args = parser.parse_args()
 
     full = checkpoint(DEPTH)
     identity = tuple(range(DEPTH))
     comparisons: dict[str, dict] = {}
-    capacity = {}
 
-    for label, program, stock_path, eager in (
-        ("identity / stock compiled", identity, full, False),
-        ("identity / stock eager (goal >= 0.95)", identity, full, True),
-        ("50% / stock 12 layers (goal >= 0.9)", HALF, checkpoint(12), True),
-        ("75% / stock 18 layers (goal >= 0.9)", THREE_QUARTERS, checkpoint(18), True),
-        ("125% / stock 30 layers (goal >= 0.9)", WITH_LOOP, checkpoint(30), True),
-    ):
-        timed = alone_pair(program, stock_path, eager, args)
+    def report(label: str, timed: dict) -> None:
         comparisons[label] = timed
-        if stock_path == full and eager:
-            capacity["stock"] = timed["kv_capacity_tokens"]["stock"]
-        print(
-            f"{label:40s} polar {timed['polar']['tokens_per_s']:.1f} / stock "
-            f"{timed['stock']['tokens_per_s']:.1f} tok/s = {timed['ratio']:.3f}",
-            flush=True,
-        )
+        parts = []
+        for name, value in timed.items():
+            if name.endswith("started first"):
+                first, second = list(value)[:2]
+                parts.append(
+                    f"{name}: {first} {value[first]['tokens_per_s']:.1f} / {second} "
+                    f"{value[second]['tokens_per_s']:.1f} = {value['ratio']:.3f}"
+                )
+        if not parts:
+            first, second = list(timed)[:2]
+            parts.append(
+                f"{first} {timed[first]['tokens_per_s']:.1f} / {second} "
+                f"{timed[second]['tokens_per_s']:.1f}"
+            )
+        print(f"{label:44s} {'; '.join(parts)}; ratio {timed['ratio']:.3f}", flush=True)
 
-    polar = engine(full, {"max_steps": 30})
+    polar = (full, {"max_steps": 30}, True)
+    stock = (full, None, True)
+    report(
+        "stock / stock (noise floor)", pair({"stock": (*stock, None), "twin": (*stock, None)}, args)
+    )
+    for label, program, stock_side in (
+        ("identity / stock eager (goal >= 0.95)", identity, stock),
+        ("identity / stock compiled", identity, (full, None, False)),
+        ("50% / stock 12 layers (goal >= 0.9)", HALF, (checkpoint(12), None, True)),
+        ("75% / stock 18 layers (goal >= 0.9)", THREE_QUARTERS, (checkpoint(18), None, True)),
+        ("125% / stock 30 layers (goal >= 0.9)", WITH_LOOP, (checkpoint(30), None, True)),
+    ):
+        report(label, pair({"polar": (*polar, program), "stock": (*stock_side, None)}, args))
+    identity_pair = comparisons["identity / stock eager (goal >= 0.95)"]["kv_capacity_tokens"]
+    capacity = {"stock": identity_pair["stock"], "polar S=30": identity_pair["polar"]}
+    # Mixed and uniform batches run on one engine, so start order plays no part.
+    llm = engine(*polar)
     for label, requests in (
         ("mixed / uniform identity (goal >= 0.85)", args.requests),
         ("mixed / uniform identity, 8x requests", 8 * args.requests),
     ):
-        timed = interleaved(
-            {
-                "mixed": Workload(polar, list(MIXED), requests),
-                "uniform": Workload(polar, [identity], requests),
-            },
-            args,
+        report(
+            label,
+            rounds(
+                {
+                    "mixed": Workload(llm, list(MIXED), requests),
+                    "uniform": Workload(llm, [identity], requests),
+                },
+                args,
+            ),
         )
-        timed["ratio"] = timed["mixed"]["tokens_per_s"] / timed["uniform"]["tokens_per_s"]
-        comparisons[label] = timed
-        print(
-            f"{label:40s} mixed {timed['mixed']['tokens_per_s']:.1f} / uniform "
-            f"{timed['uniform']['tokens_per_s']:.1f} tok/s = {timed['ratio']:.3f}",
-            flush=True,
-        )
-    capacity["polar S=30"] = close(polar)
+    close(llm)
     capacity["polar S=24"] = close(engine(full, {"max_steps": DEPTH}))
     for name, tokens in capacity.items():
         print(f"KV capacity {name:12s} {tokens:,} tokens")
