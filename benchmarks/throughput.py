@@ -193,9 +193,9 @@ def pair(sides: dict[str, Side], args) -> dict:
     """Ratio of two engines' throughput (first side / second), alive together.
 
     Measured once per start order, each time on fresh engines, and the two ratios combined by
-    geometric mean: on the development machine an engine started before another served up to
-    ~25 % slower than it, whichever was which (identity / stock 0.77 with PoLar started first,
-    1.11 with stock started first).
+    geometric mean: on the development machine an engine started before another served 10-30 %
+    slower than it while both were alive, whichever was which (two stock twins: 0.83 one way,
+    1.32 the other; identity / stock 0.77 with PoLar started first, 1.11 with stock first).
     """
     orders: dict[str, dict] = {}
     for names in (list(sides), list(reversed(sides))):
