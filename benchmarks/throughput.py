@@ -195,7 +195,7 @@ def pair(sides: dict[str, Side], args) -> dict:
     Measured once per start order, each time on fresh engines, and the two ratios combined by
     geometric mean: on the development machine an engine started before another served 10-30 %
     slower than it while both were alive, whichever was which (two stock twins: 0.83 one way,
-    1.32 the other; identity / stock 0.77 with PoLar started first, 1.11 with stock first).
+    1.32 the other; identity / stock 0.83 with PoLar started first, 1.13 with stock first).
     """
     orders: dict[str, dict] = {}
     for names in (list(sides), list(reversed(sides))):
@@ -237,21 +237,9 @@ def main() -> None:
 
     def report(label: str, timed: dict) -> None:
         comparisons[label] = timed
-        parts = []
-        for name, value in timed.items():
-            if name.endswith("started first"):
-                first, second = list(value)[:2]
-                parts.append(
-                    f"{name}: {first} {value[first]['tokens_per_s']:.1f} / {second} "
-                    f"{value[second]['tokens_per_s']:.1f} = {value['ratio']:.3f}"
-                )
-        if not parts:
-            first, second = list(timed)[:2]
-            parts.append(
-                f"{first} {timed[first]['tokens_per_s']:.1f} / {second} "
-                f"{timed[second]['tokens_per_s']:.1f}"
-            )
-        print(f"{label:44s} {'; '.join(parts)}; ratio {timed['ratio']:.3f}", flush=True)
+        orders = [f"{k} {v['ratio']:.3f}" for k, v in timed.items() if k.endswith("started first")]
+        detail = f" ({'; '.join(orders)})" if orders else ""
+        print(f"{label:44s} ratio {timed['ratio']:.3f}{detail}", flush=True)
 
     polar = (full, {"max_steps": 30}, True)
     stock = (full, None, True)
