@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,14 +63,23 @@ def test_every_token_runs_its_program_in_order_on_slot_per_step(batch):
 
 
 @given(batches)
-def test_calls_over_the_round_are_the_only_call_on_their_slot(batch):
-    _, _, plan = plan_for(batch)
-    calls = [call for this_round in plan.rounds for call in this_round.calls]
-    for i, call in enumerate(calls):
-        later = [c for c in calls[i + 1 :] if c.slot == call.slot]
-        assert call.last == (not later)
-        if call.tokens is None:
-            assert not later and all(c.slot != call.slot for c in calls[:i])
+def test_a_call_over_part_of_the_batch_describes_exactly_its_requests(batch):
+    rows, qsl, plan = plan_for(batch)
+    for this_round in plan.rounds:
+        for call in this_round.calls:
+            if call.tokens is None:
+                assert len(this_round.calls) == 1
+                continue
+            call_rows = plan.host_index[call.rows].tolist()
+            assert call_rows == sorted(call_rows)
+            assert {rows[r] for r in call_rows} != set(rows)
+            assert all(len(rows[r]) > call.slot for r in call_rows)
+            ranges = [list(range(qsl[r], qsl[r + 1])) for r in call_rows]
+            assert plan.indices(call).tolist() == sum(ranges, [])
+            assert (
+                plan.host_index[call.starts].tolist() == np.cumsum([0, *map(len, ranges)]).tolist()
+            )
+    assert plan.call_attention == {}  # filled in by the runner
 
 
 def test_decoding_mixed_programs_reads_each_layer_about_once():
@@ -82,18 +92,20 @@ def test_decoding_mixed_programs_reads_each_layer_about_once():
     )  # layers 0-9
 
 
-def test_long_prefill_of_mixed_programs_runs_by_step():
-    """With 600 tokens per row, each extra attention call costs more than a layer run saves."""
-    _, _, plan = plan_for([(p, 600) for p in MIXED])
-    assert len(plan.rounds) == max(map(len, MIXED))
+@pytest.mark.parametrize("tokens_per_row", [1, 600])
+def test_programs_in_opposite_orders_run_by_step(tokens_per_row):
+    """By layer would save one layer run of 48 for 24 extra attention calls."""
+    forward, backward = tuple(range(24)), tuple(reversed(range(24)))
+    _, _, plan = plan_for([(forward, tokens_per_row), (backward, tokens_per_row)])
+    assert len(plan.rounds) == 24
     assert all(len(this_round.calls) == 1 for this_round in plan.rounds)
-    assert sum(len(this_round.groups) for this_round in plan.rounds) == 87
 
 
 def test_one_program_for_all_rows_is_the_uniform_plan():
     program = (0, 1, 1, 2, 5)
     plan = build_plan([program, program], np.array([0, 3, 7]), torch.device("cpu"))
     assert plan == uniform_plan(program)
+    assert plan.token_index is None
     assert [
         (this_round.groups[0].layer, this_round.calls[0].slot) for this_round in plan.rounds
     ] == [

@@ -6,11 +6,11 @@ program, so a layer that runs twice writes two slots.  One forward runs the plan
 (``vllm_polar.runtime.plan``):
 
     per group of tokens running one layer: input norm, QKV (family-specific ``qkv``);
-    the round's attention call(s), each over all tokens of the batch;
+    the round's attention call(s), each over the tokens of its requests;
     per group: output projection and MLP (family-specific ``post``).
 
-The attention backend's metadata describes the whole batch, so slot attentions are always
-called with q/k/v for every token, in batch order.
+A call over part of the batch runs under attention metadata of its requests alone (the
+plan's ``call_attention``), swapped into the forward context for that one call.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from vllm.config import VllmConfig
+from vllm.forward_context import get_forward_context
 from vllm.model_executor.layers.attention import Attention
 
 from vllm_polar import config as polar_config
 from vllm_polar.program import identity
-from vllm_polar.runtime.plan import Call, Plan, uniform_plan
+from vllm_polar.runtime.plan import Plan, uniform_plan
+from vllm_polar.runtime.runner import CallAttention
 
 QKV = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 """qkv(layer, x, positions) -> (q, k, v): x (n, hidden) is input-normed; q (n, heads*hd)."""
@@ -90,7 +92,6 @@ def run_program(
     """
     num_tokens = hidden.shape[0]
     residual = torch.zeros_like(hidden)
-    written: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for round_ in plan.rounds:
         if round_.groups[0].tokens is None:
             layer = layers[round_.groups[0].layer]
@@ -106,9 +107,9 @@ def run_program(
             )
             group_q, group_k, group_v = qkv(layer, x, positions.index_select(0, index))
             if q is None:
-                q = group_q.new_zeros(num_tokens, group_q.shape[1])
-                k = group_k.new_zeros(num_tokens, group_k.shape[1])
-                v = group_v.new_zeros(num_tokens, group_v.shape[1])
+                q = group_q.new_empty(num_tokens, group_q.shape[1])
+                k = group_k.new_empty(num_tokens, group_k.shape[1])
+                v = group_v.new_empty(num_tokens, group_v.shape[1])
             q.index_copy_(0, index, group_q)
             k.index_copy_(0, index, group_k)
             v.index_copy_(0, index, group_v)
@@ -119,7 +120,11 @@ def run_program(
             out = torch.empty_like(q)
             for call in round_.calls:
                 index = plan.indices(call)
-                out.index_copy_(0, index, attend(slots[call.slot], call, index, q, k, v, written))
+                call_q, call_k, call_v = (t.index_select(0, index) for t in (q, k, v))
+                attention = plan.call_attention[call.tokens.start]
+                out.index_copy_(
+                    0, index, attend(slots[call.slot], attention, call_q, call_k, call_v)
+                )
         for group, group_residual in zip(round_.groups, normed):
             layer, index = layers[group.layer], plan.indices(group)
             group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
@@ -129,32 +134,21 @@ def run_program(
 
 
 def attend(
-    slot: nn.Module,
-    call: Call,
-    index: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    written: dict[int, tuple[torch.Tensor, torch.Tensor]],
+    slot: Attention, attention: CallAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """One of several attention calls of a round; returns the (n, heads*hd) output of its
-    tokens ``index``.  ``q``/``k``/``v`` (N, ·) hold the round's tokens.
+    """Attention of slot ``slot`` for one call's tokens: q/k/v (n, ·) -> (n, heads*hd).
 
-    The backend's metadata describes the whole batch, so every call writes every token's k/v
-    into the slot's cache.  Tokens other than ``index`` get as k/v what an earlier call of this
-    forward gave them on this slot (``written``) or zeros: a request whose step ``call.slot``
-    already ran keeps its K/V, one that runs it later overwrites the zeros, one that never runs
-    it never reads them.  Their q is irrelevant (their outputs are dropped).
+    The slot attention reads its metadata and KV slot mapping from the forward context by
+    layer name; for this call both describe the call's requests alone.
     """
-    if call.slot in written:
-        slot_k, slot_v = written.pop(call.slot)
-    else:
-        slot_k, slot_v = torch.zeros_like(k), torch.zeros_like(v)
-    slot_k.index_copy_(0, index, k.index_select(0, index))
-    slot_v.index_copy_(0, index, v.index_select(0, index))
-    if not call.last:
-        written[call.slot] = (slot_k, slot_v)
-    return slot(q, slot_k, slot_v).index_select(0, index)
+    context = get_forward_context()
+    name = slot.layer_name
+    whole_batch = context.attn_metadata[name], context.slot_mapping[name]
+    context.attn_metadata[name], context.slot_mapping[name] = attention
+    try:
+        return slot(q, k, v)
+    finally:
+        context.attn_metadata[name], context.slot_mapping[name] = whole_batch
 
 
 class PolarCausalLM(nn.Module):

@@ -6,7 +6,10 @@ so every token set below is a union of whole requests' token ranges.
 
 A forward is a sequence of *rounds*.  A round runs the QKV of some layers for some tokens
 (``groups``), then attention calls on slots (``calls``), then the layers' output projection and
-MLP.  Step k of a program always keeps its K/V in slot k.  Two orders of rounds:
+MLP.  Step k of a program always keeps its K/V in slot k.  An attention call covers exactly its
+own requests: one over part of the batch gets attention metadata of those requests alone
+(built by the runner, :mod:`vllm_polar.runtime.runner`), so it reads and writes nothing of the
+others and costs what its tokens cost.  Two orders of rounds:
 
 - *by step*: round k runs step k of every program, one group per distinct layer at step k and
   one attention call on slot k.  Few attention calls, but a layer run at different steps by
@@ -18,25 +21,25 @@ MLP.  Step k of a program always keeps its K/V in slot k.  Two orders of rounds:
   runs instead of 87), at the price of more attention calls.
 
 A batch of one program runs by step over the whole batch.  For mixed batches the plan takes
-the order with the lower estimated cost: layer runs (weights read, or small matmuls) against
-attention calls, each of which covers the whole batch (:data:`LAYER_RUN_TOKENS`).
+the order with the lower estimated cost.  Both orders attend every token once per step of its
+program, so they differ only in fixed costs: layer runs (a read of the layer's weights) and
+attention calls (a metadata build and a kernel launch), weighed by :data:`LAYER_RUN_CALLS`.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from vllm_polar.program import Program
 
-LAYER_RUN_TOKENS = 1024
-"""Cost of one layer run, in tokens of one attention call (which covers every token of the
-batch).  From the CPU benchmark's shapes: decode batches of a few mixed programs gain from the
-by-layer order, prefill-heavy batches of many distinct programs lose from its extra calls."""
+LAYER_RUN_CALLS = 8
+"""Fixed cost of one layer run, in attention calls: by layer wins when it saves at least one
+layer run per eight extra calls."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,18 @@ class Group:
 
 @dataclass(frozen=True)
 class Call:
-    """An attention call on ``slot``.  ``tokens`` (a slice of :attr:`Plan.token_index`) are
-    the tokens whose step ``slot`` this is; None means all tokens of the round's groups, the
-    only call of the round and the only call on this slot in the forward.  ``last``: no later
-    round calls this slot."""
+    """An attention call on ``slot`` for the requests whose step ``slot`` this is.
+
+    None for the slices: every request of the batch.  Otherwise they slice
+    :attr:`Plan.token_index`: ``tokens`` the requests' tokens in batch order, ``rows`` their
+    batch rows (ascending), ``starts`` the offsets of their tokens within the call (one more
+    than rows).  Calls of one forward over the same requests share the slices.
+    """
 
     slot: int
     tokens: slice | None
-    last: bool
+    rows: slice | None
+    starts: slice | None
 
 
 @dataclass(frozen=True)
@@ -70,24 +77,33 @@ class Round:
 class Plan:
     """Routing for one forward: its rounds in order.
 
-    ``token_index`` is a (T,) int64 device tensor holding the token indices of every group and
-    call that does not cover the whole batch, concatenated.
+    ``token_index`` is a (T,) int64 device tensor holding the index arrays of every group and
+    call that does not cover the whole batch, concatenated; ``host_index`` is its host copy.
+    ``call_attention`` maps a call's ``tokens.start`` to the attention metadata of its requests
+    alone (filled in by the runner).
     """
 
     rounds: list[Round]
     token_index: torch.Tensor | None
+    host_index: np.ndarray | None = None
+    call_attention: dict[int, object] = field(default_factory=dict)
 
     def indices(self, part: Group | Call) -> torch.Tensor:
         """(n,) int64 token indices of a group or call over part of the batch."""
         assert self.token_index is not None and part.tokens is not None
         return self.token_index[part.tokens]
 
+    def partial_calls(self) -> list[Call]:
+        """One call per distinct set of requests among the calls over part of the batch."""
+        calls = (call for r in self.rounds for call in r.calls if call.tokens is not None)
+        return list({call.tokens.start: call for call in calls}.values())
+
 
 def uniform_plan(program: Program) -> Plan:
     """Every token runs the same program: round k is step k over the whole batch."""
     return Plan(
         rounds=[
-            Round((Group(layer, None),), (Call(slot, None, True),))
+            Round((Group(layer, None),), (Call(slot, None, None, None),))
             for slot, layer in enumerate(program)
         ],
         token_index=None,
@@ -127,10 +143,10 @@ def by_layer(programs: list[Program]) -> Schedule:
     return schedule
 
 
-def cost(schedule: Schedule, num_tokens: int) -> int:
+def cost(schedule: Schedule) -> int:
     layer_runs = sum(len(at_layer) for at_layer, _ in schedule)
     calls = sum(len(at_slot) for _, at_slot in schedule)
-    return layer_runs * LAYER_RUN_TOKENS + calls * num_tokens
+    return layer_runs * LAYER_RUN_CALLS + calls
 
 
 def build_plan(
@@ -146,42 +162,37 @@ def build_plan(
     if len(rows_of) == 1:
         return uniform_plan(programs[0])
 
-    tokens_of = {
-        program: np.concatenate(
-            [np.arange(query_start_loc[r], query_start_loc[r + 1]) for r in rows]
-        )
-        for program, rows in rows_of.items()
-    }
-    num_tokens = int(query_start_loc[-1])
-    schedule = min(
-        (by_step(list(rows_of)), by_layer(list(rows_of))), key=lambda s: cost(s, num_tokens)
-    )
-    last_round = {slot: i for i, (_, at_slot) in enumerate(schedule) for slot in at_slot}
-    calls_of = Counter(slot for _, at_slot in schedule for slot in at_slot)
+    schedule = min((by_step(list(rows_of)), by_layer(list(rows_of))), key=cost)
     chunks: list[np.ndarray] = []
-    offset = [0]
+    parts: dict[tuple[int, ...], tuple[slice, slice, slice]] = {}
 
-    def tokens(members: list[Program]) -> slice:
-        chunks.append(np.concatenate([tokens_of[p] for p in members]))
-        offset[0] += len(chunks[-1])
-        return slice(offset[0] - len(chunks[-1]), offset[0])
+    def append(chunk: np.ndarray) -> slice:
+        start = sum(map(len, chunks))
+        chunks.append(chunk)
+        return slice(start, start + len(chunk))
+
+    def part(members: list[Program]) -> tuple[slice, slice, slice]:
+        """Slices of the members' tokens, rows and call-local token offsets; built once."""
+        rows = tuple(sorted(row for p in members for row in rows_of[p]))
+        if rows not in parts:
+            ranges = [np.arange(query_start_loc[r], query_start_loc[r + 1]) for r in rows]
+            starts = np.cumsum([0, *map(len, ranges)])
+            parts[rows] = (append(np.concatenate(ranges)), append(np.array(rows)), append(starts))
+        return parts[rows]
 
     rounds = []
-    for i, (at_layer, at_slot) in enumerate(schedule):
-        slot = next(iter(at_slot))
-        one_call = len(at_slot) == 1 and calls_of[slot] == 1
-        if one_call and len(at_layer) == 1 and len(at_slot[slot]) == len(rows_of):
-            rounds.append(Round((Group(next(iter(at_layer)), None),), (Call(slot, None, True),)))
+    for at_layer, at_slot in schedule:
+        everyone = {slot: len(members) == len(rows_of) for slot, members in at_slot.items()}
+        if len(at_layer) == 1 and all(everyone.values()):
+            ((layer, _),), ((slot, _),) = at_layer.items(), at_slot.items()
+            rounds.append(Round((Group(layer, None),), (Call(slot, None, None, None),)))
             continue
-        groups = tuple(Group(layer, tokens(at_layer[layer])) for layer in sorted(at_layer))
-        if one_call:
-            calls = (Call(slot, None, True),)
-        else:
-            calls = tuple(
-                Call(slot, tokens(at_slot[slot]), last_round[slot] == i) for slot in sorted(at_slot)
-            )
+        groups = tuple(Group(layer, part(at_layer[layer])[0]) for layer in sorted(at_layer))
+        calls = tuple(
+            Call(slot, None, None, None) if everyone[slot] else Call(slot, *part(at_slot[slot]))
+            for slot in sorted(at_slot)
+        )
         rounds.append(Round(groups, calls))
-    if not chunks:
-        return Plan(rounds=rounds, token_index=None)
-    token_index = torch.from_numpy(np.concatenate(chunks).astype(np.int64))
-    return Plan(rounds=rounds, token_index=token_index.to(device, non_blocking=True))
+    host_index = np.concatenate(chunks).astype(np.int64)
+    token_index = torch.from_numpy(host_index).to(device, non_blocking=True)
+    return Plan(rounds=rounds, token_index=token_index, host_index=host_index)
