@@ -193,9 +193,9 @@ def pair(sides: dict[str, Side], args) -> dict:
     """Ratio of two engines' throughput (first side / second), alive together.
 
     Measured once per start order, each time on fresh engines, and the two ratios combined by
-    geometric mean: on the development machine an engine started before another served 10-30 %
-    slower than it while both were alive, whichever was which (two stock twins: 0.83 one way,
-    1.32 the other; identity / stock 0.83 with PoLar started first, 1.13 with stock first).
+    geometric mean: on the development machine the engine started first served slower than
+    the other while both were alive, whichever was which (3-4 % in the committed run, 10-30 %
+    in earlier ones).
     """
     orders: dict[str, dict] = {}
     for names in (list(sides), list(reversed(sides))):
