@@ -194,8 +194,7 @@ def pair(sides: dict[str, Side], args) -> dict:
 
     Measured once per start order, each time on fresh engines, and the two ratios combined by
     geometric mean: on the development machine the engine started first served slower than
-    the other while both were alive, whichever was which (3-4 % in the committed run, 10-30 %
-    in earlier ones).
+    the other while both were alive, whichever was which (3-4 % in the committed run).
     """
     orders: dict[str, dict] = {}
     for names in (list(sides), list(reversed(sides))):
