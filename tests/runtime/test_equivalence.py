@@ -52,6 +52,19 @@ def test_mixed_programs_in_one_batch_match_reference(family_engine, references):
         assert_matches_reference(references(family), prompt, program, result)
 
 
+def test_programs_sharing_a_prefix_on_one_prompt_match_reference(family_engine, references):
+    """One prompt under programs that agree on their first steps, the identity twice, all
+    prefilled in one step: the rows share their common steps in the prefill, and in decoding
+    while their tokens agree."""
+    family, llm = family_engine
+    prompt = prompt_ids(5, 6)
+    names = ("identity", "segment_repeat", "repeat", "skip", "identity")
+    programs = [PROGRAMS[name] for name in names]
+    results = generate(llm, [prompt] * len(programs), [greedy(p) for p in programs])
+    for program, result in zip(programs, results):
+        assert_matches_reference(references(family), prompt, program, result)
+
+
 def test_request_without_program_runs_identity(family_engine, references):
     family, llm = family_engine
     prompt = prompt_ids(9, 20)

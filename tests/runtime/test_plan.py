@@ -27,14 +27,39 @@ MIXED = [
 ]
 
 
+# Rows that share a history (same tokens: same prompt, same size) and programs that share
+# prefixes of every length: a prefix from a small pool, then a free tail.
+PREFIXES = [(), tuple(range(9)), (0, 1, 2, 2, 3), (0, 1, 2, 3, 0)]
+tails = st.lists(st.integers(0, DEPTH - 1), max_size=12).map(tuple)
+prefix_programs = st.tuples(st.sampled_from(PREFIXES), tails).map(lambda pt: (pt[0] + pt[1])[:30])
+shared_batches = st.lists(
+    st.tuples(
+        prefix_programs.filter(len), st.sampled_from([1, 5, 600]), st.sampled_from([None, 0, 1])
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
 def plan_for(batch):
-    rows = [program for program, _ in batch]
-    qsl = np.concatenate([[0], np.cumsum([size for _, size in batch])])
-    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"))
+    rows = [program for program, *_ in batch]
+    qsl = np.concatenate([[0], np.cumsum([size for _, size, *_ in batch])])
+    histories = [history_of(row) for row in batch]
+    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"), histories)
+
+
+def history_of(row) -> tuple[int, int] | None:
+    """Rows of one prompt id and size hold the same tokens (None: a history of its own)."""
+    if len(row) < 3 or row[2] is None:
+        return None
+    return row[2], row[1]
 
 
 def members(plan, part, everyone: list[int]) -> list[int]:
-    return everyone if part.tokens is None else plan.indices(part).tolist()
+    if part.tokens is None:
+        return everyone
+    copied = plan.copies(part)[0].tolist() if getattr(part, "copies", None) else []
+    return plan.indices(part).tolist() + copied
 
 
 def trace(plan, num_tokens: int) -> list[list[tuple[int, int]]]:
@@ -53,13 +78,62 @@ def trace(plan, num_tokens: int) -> list[list[tuple[int, int]]]:
     return seen
 
 
-@given(batches)
+@given(st.one_of(batches, shared_batches))
 def test_every_token_runs_its_program_in_order_on_slot_per_step(batch):
+    """Also where rows share a history: a copied step counts as run."""
     rows, qsl, plan = plan_for(batch)
     seen = trace(plan, int(qsl[-1]))
     for row, program in enumerate(rows):
         for token in range(qsl[row], qsl[row + 1]):
             assert seen[token] == [(layer, step) for step, layer in enumerate(program)]
+
+
+@given(shared_batches)
+def test_a_copied_step_comes_from_a_row_with_the_same_history_and_program_prefix(batch):
+    rows, qsl, plan = plan_for(batch)
+    row_of = np.repeat(np.arange(len(rows)), np.diff(qsl))
+    step_of_token = [0] * int(qsl[-1])
+    for this_round in plan.rounds:
+        computed = {
+            t for group in this_round.groups for t in members(plan, group, list(range(qsl[-1])))
+        }
+        for group in this_round.groups:
+            if group.copies is None:
+                continue
+            own = set(plan.indices(group).tolist())
+            for target, source in zip(*(t.tolist() for t in plan.copies(group))):
+                step = step_of_token[target]
+                target_row, source_row = row_of[target], row_of[source]
+                assert source in own and target not in own
+                assert source_row < target_row
+                assert history_of(batch[source_row]) == history_of(batch[target_row]) is not None
+                assert rows[source_row][: step + 1] == rows[target_row][: step + 1]
+                assert target - qsl[target_row] == source - qsl[source_row]
+        for t in computed:
+            step_of_token[t] += 1
+
+
+def test_rows_of_one_history_compute_their_common_prefix_once():
+    """One 40-token prompt under the identity, a skip of layer 9 and a repeat of layer 12:
+    by layer, layers 0-9 run once on 40 tokens for all three, 10-12 on 80 (the identity and
+    the repeat still agree), the repeat's second 12 alone, 13-23 on all 120."""
+    base = tuple(range(24))
+    programs = [base, (*base[:9], *base[10:]), (*base[:13], 12, *base[13:])]
+    rows, qsl, plan = plan_for([(p, 40, 0) for p in programs])
+    computed = [
+        sum(40 if g.tokens is None else len(plan.indices(g)) for g in this_round.groups)
+        for this_round in plan.rounds
+    ]
+    assert computed == [40] * 10 + [80] * 3 + [40] + [120] * 11
+    seen = trace(plan, 120)
+    for row, program in enumerate(rows):
+        assert seen[40 * row] == [(layer, step) for step, layer in enumerate(program)]
+
+
+def test_rows_with_different_histories_share_nothing():
+    program = tuple(range(24))
+    _, _, plan = plan_for([(program, 40, 0), (program, 40, 1), (program, 40, None)])
+    assert plan == uniform_plan(program)
 
 
 @given(batches)

@@ -10,7 +10,9 @@ program, so a layer that runs twice writes two slots.  One forward runs the plan
     per group: output projection and MLP (family-specific ``post``).
 
 A call over part of the batch runs under attention metadata of its requests alone (the
-plan's ``call_attention``), swapped into the forward context for that one call.
+plan's ``call_attention``), swapped into the forward context for that one call.  Rows that
+share a program prefix over the same history compute its steps once: the others copy the
+results (q/k/v before the attention call, hidden and residual after the MLP).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from vllm.model_executor.layers.attention import Attention
 
 from vllm_polar import config as polar_config
 from vllm_polar.program import identity
-from vllm_polar.runtime.plan import Plan, uniform_plan
+from vllm_polar.runtime.plan import Group, Plan, uniform_plan
 from vllm_polar.runtime.runner import CallAttention
 
 QKV = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
@@ -113,6 +115,7 @@ def run_program(
             q.index_copy_(0, index, group_q)
             k.index_copy_(0, index, group_k)
             v.index_copy_(0, index, group_v)
+            share(plan, group, q, k, v)
             normed.append(group_residual)
         if round_.calls[0].tokens is None:
             out = slots[round_.calls[0].slot](q, k, v)
@@ -130,7 +133,17 @@ def run_program(
             group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
             hidden.index_copy_(0, index, group_hidden)
             residual.index_copy_(0, index, group_residual)
+            share(plan, group, hidden, residual)
     return hidden, residual
+
+
+def share(plan: Plan, group: Group, *tensors: torch.Tensor) -> None:
+    """Give the group's copy targets the rows of their sources in each (N, ·) tensor."""
+    if group.copies is None:
+        return
+    targets, sources = plan.copies(group)
+    for tensor in tensors:
+        tensor.index_copy_(0, targets, tensor.index_select(0, sources))
 
 
 def attend(

@@ -31,7 +31,9 @@
    adds ``polar_plan`` to the model kwargs, built from the persistent batch, with attention
    metadata of their requests alone for the calls over part of the batch (the slot group's
    metadata builder run on those rows of the runner's buffers; the forward swaps it into the
-   forward context for that call); applied in the worker when a PoLar model is built.  Can go
+   forward context for that call) and with the rows whose token histories are equal (read from
+   the batch's host token ids), which share their programs' common steps; applied in the
+   worker when a PoLar model is built.  Can go
    when PoLar moves to Model Runner V2's ``get_model_state_cls`` hook (GPU-only in vLLM
    0.32).
 8. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only

@@ -24,12 +24,18 @@ A batch of one program runs by step over the whole batch.  For mixed batches the
 the order with the lower estimated cost.  Both orders attend every token once per step of its
 program, so they differ only in fixed costs: layer runs (a read of the layer's weights) and
 attention calls (a metadata build and a kernel launch), weighed by :data:`LAYER_RUN_CALLS`.
+
+*Shared prefixes.*  Rows with the same token history (the runner says which: e.g. one prompt
+prefilled under several programs) compute the same thing at step k as long as their programs
+agree on steps 0..k.  There the lowest such row computes the step's QKV, output projection and
+MLP, and the others copy its results; every row still takes part in the attention call, which
+writes its own KV pages (read later, once the rows' tokens or programs part).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,11 +50,14 @@ layer run per eight extra calls."""
 
 @dataclass(frozen=True)
 class Group:
-    """Tokens that run ``layer`` in a round.  ``tokens`` slices :attr:`Plan.token_index`;
-    None means every token of the batch, in a round of this one group and one call."""
+    """Tokens that run ``layer`` in a round.  ``tokens`` slices :attr:`Plan.token_index`: the
+    tokens the group computes; None means every token of the batch, in a round of this one group
+    and one call.  ``copies`` (targets, sources), two slices of the same length: tokens of rows
+    that share a program prefix take the results of these computed tokens instead."""
 
     layer: int
     tokens: slice | None
+    copies: tuple[slice, slice] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,8 @@ class Round:
 class Plan:
     """Routing for one forward: its rounds in order.
 
-    ``token_index`` is a (T,) int64 device tensor holding the index arrays of every group and
-    call that does not cover the whole batch, concatenated; ``host_index`` is its host copy.
+    ``token_index`` is a (T,) int64 device tensor holding the index arrays of every group, copy
+    and call that does not cover the whole batch, concatenated; ``host_index`` is its host copy.
     ``call_attention`` maps a call's ``tokens.start`` to the attention metadata of its requests
     alone (filled in by the runner).
     """
@@ -92,6 +101,12 @@ class Plan:
         """(n,) int64 token indices of a group or call over part of the batch."""
         assert self.token_index is not None and part.tokens is not None
         return self.token_index[part.tokens]
+
+    def copies(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,) target and (n,) source token indices of a group's copies."""
+        assert self.token_index is not None and group.copies is not None
+        targets, sources = group.copies
+        return self.token_index[targets], self.token_index[sources]
 
     def partial_calls(self) -> list[Call]:
         """One call per distinct set of requests among the calls over part of the batch."""
@@ -149,45 +164,94 @@ def cost(schedule: Schedule) -> int:
     return layer_runs * LAYER_RUN_CALLS + calls
 
 
+def prefix_sources(
+    programs: Sequence[Program], histories: Sequence[Hashable | None]
+) -> dict[int, list[int]]:
+    """For each row that shares its history with another row: per step, the row that computes
+    that step for it (itself, or the lowest row with the same history and program prefix)."""
+    cohorts: dict[Hashable, list[int]] = defaultdict(list)
+    for row, history in enumerate(histories):
+        if history is not None:
+            cohorts[history].append(row)
+    sources: dict[int, list[int]] = {}
+    for rows in cohorts.values():
+        if len(rows) < 2:
+            continue
+        prefixes: dict[tuple[int, int], tuple[int, int]] = {}  # (parent, layer) -> (id, row)
+        for row in rows:
+            prefix, row_sources = -1, []
+            for layer in programs[row]:
+                prefix, source = prefixes.setdefault((prefix, layer), (len(prefixes), row))
+                row_sources.append(source)
+            sources[row] = row_sources
+    return {row: s for row, s in sources.items() if any(source != row for source in s)}
+
+
 def build_plan(
-    programs: Sequence[Program], query_start_loc: np.ndarray, device: torch.device
+    programs: Sequence[Program],
+    query_start_loc: np.ndarray,
+    device: torch.device,
+    histories: Sequence[Hashable | None] | None = None,
 ) -> Plan:
     """Plan for a batch whose row i runs ``programs[i]`` on tokens ``qsl[i]:qsl[i+1]``.
 
-    ``query_start_loc`` is the (R+1,) int array of token offsets of the R rows.
+    ``query_start_loc`` is the (R+1,) int array of token offsets of the R rows.  Rows with
+    equal, non-None ``histories[i]`` hold the same tokens at the same positions after the same
+    token history, so they share the steps of their common program prefix.
     """
     rows_of: dict[Program, list[int]] = defaultdict(list)
     for row, program in enumerate(programs):
         rows_of[program].append(row)
-    if len(rows_of) == 1:
+    sources = prefix_sources(programs, histories) if histories is not None else {}
+    if len(rows_of) == 1 and not sources:
         return uniform_plan(programs[0])
 
     schedule = min((by_step(list(rows_of)), by_layer(list(rows_of))), key=cost)
     chunks: list[np.ndarray] = []
     parts: dict[tuple[int, ...], tuple[slice, slice, slice]] = {}
+    token_parts: dict[tuple[int, ...], slice] = {}
 
     def append(chunk: np.ndarray) -> slice:
         start = sum(map(len, chunks))
         chunks.append(chunk)
         return slice(start, start + len(chunk))
 
+    def token_range(rows: Sequence[int]) -> np.ndarray:
+        return np.concatenate([np.arange(query_start_loc[r], query_start_loc[r + 1]) for r in rows])
+
+    def tokens(rows: tuple[int, ...]) -> slice:
+        if rows not in token_parts:
+            token_parts[rows] = append(token_range(rows))
+        return token_parts[rows]
+
     def part(members: list[Program]) -> tuple[slice, slice, slice]:
         """Slices of the members' tokens, rows and call-local token offsets; built once."""
         rows = tuple(sorted(row for p in members for row in rows_of[p]))
         if rows not in parts:
-            ranges = [np.arange(query_start_loc[r], query_start_loc[r + 1]) for r in rows]
-            starts = np.cumsum([0, *map(len, ranges)])
-            parts[rows] = (append(np.concatenate(ranges)), append(np.array(rows)), append(starts))
+            starts = np.cumsum([0, *(query_start_loc[r + 1] - query_start_loc[r] for r in rows)])
+            parts[rows] = (tokens(rows), append(np.array(rows)), append(starts))
         return parts[rows]
+
+    def group(layer: int, members: list[Program], step_of: dict[Program, int]) -> Group:
+        """The group of ``members`` running ``layer``; rows sharing a prefix copy its source."""
+        rows = sorted(row for p in members for row in rows_of[p])
+        source = {row: sources[row][step_of[programs[row]]] for row in rows if row in sources}
+        copied = {row: s for row, s in source.items() if s != row}
+        computed = tuple(row for row in rows if row not in copied)
+        if not copied:
+            return Group(layer, tokens(computed))
+        copies = (append(token_range(list(copied))), append(token_range(list(copied.values()))))
+        return Group(layer, tokens(computed), copies)
 
     rounds = []
     for at_layer, at_slot in schedule:
+        step_of = {p: slot for slot, members in at_slot.items() for p in members}
+        groups = tuple(group(layer, at_layer[layer], step_of) for layer in sorted(at_layer))
         everyone = {slot: len(members) == len(rows_of) for slot, members in at_slot.items()}
-        if len(at_layer) == 1 and all(everyone.values()):
-            ((layer, _),), ((slot, _),) = at_layer.items(), at_slot.items()
-            rounds.append(Round((Group(layer, None),), (Call(slot, None, None, None),)))
+        if len(groups) == 1 and groups[0].copies is None and all(everyone.values()):
+            ((slot, _),) = at_slot.items()
+            rounds.append(Round((Group(groups[0].layer, None),), (Call(slot, None, None, None),)))
             continue
-        groups = tuple(Group(layer, part(at_layer[layer])[0]) for layer in sorted(at_layer))
         calls = tuple(
             Call(slot, None, None, None) if everyone[slot] else Call(slot, *part(at_slot[slot]))
             for slot in sorted(at_slot)

@@ -29,7 +29,9 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
         program_of(runner.requests[req_id].sampling_params.extra_args, config.num_layers)
         for req_id in batch.req_ids[:num_reqs]
     ]
-    plan = build_plan(programs, runner.query_start_loc.np[: num_reqs + 1], runner.device)
+    query_start_loc = runner.query_start_loc.np[: num_reqs + 1]
+    histories = token_histories(runner, query_start_loc)
+    plan = build_plan(programs, query_start_loc, runner.device, histories)
     calls = plan.partial_calls()
     if not calls:
         return plan
@@ -42,6 +44,32 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
             call.tokens.start: call_attention(builder, batch_metadata, plan, call) for call in calls
         },
     )
+
+
+def token_histories(runner, query_start_loc: np.ndarray) -> list[tuple[int, bytes] | None]:
+    """Per row, (computed token count, token ids up to the end of this step's tokens), where
+    another row has the same computed and scheduled token counts (None elsewhere).
+
+    Equal histories mean equal tokens at equal positions over equal context, which is what lets
+    rows share a program prefix.  Under async scheduling the last sampled token is not on the
+    host yet, so only rows still in their prompt take part there; rows given as embeddings never.
+    """
+    batch = runner.input_batch
+    num_reqs = len(query_start_loc) - 1
+    computed = batch.num_computed_tokens_cpu[:num_reqs]
+    ends = computed + np.diff(query_start_loc)
+    rows_at: dict[tuple[int, int], list[int]] = {}
+    for row in range(num_reqs):
+        if runner.use_async_scheduling and ends[row] > batch.num_prompt_tokens[row]:
+            continue
+        if row not in batch.req_prompt_embeds:
+            rows_at.setdefault((int(computed[row]), int(ends[row])), []).append(row)
+    histories: list[tuple[int, bytes] | None] = [None] * num_reqs
+    for (start, end), rows in rows_at.items():
+        if len(rows) > 1:
+            for row in rows:
+                histories[row] = (start, batch.token_ids_cpu[row, :end].tobytes())
+    return histories
 
 
 def whole_batch_metadata(runner) -> CommonAttentionMetadata:
