@@ -1,22 +1,33 @@
 """Simulations per second of the batched program search vs one program at a time.
 
-    python benchmarks/search.py --model smollm2-135m --task arith --per-level 4 \
-        --simulations 16 --sequential-questions 2 --out results/search/benchmark.json
+    VLLM_CPU_OMP_THREADS_BIND=0-1 VLLM_CPU_KVCACHE_SPACE=3 python benchmarks/search.py \
+        --model smollm2-135m --task arith --per-level 6 --simulations 33 --wave 8 \
+        --sequential-questions 2 --runs 3 --out results/search/benchmark.json
 
 One PoLar engine serves every run. *Batched*: the search as ``polar search`` runs it — every
-active question's wave goes to the engine in one ``generate`` call. *Batched + reuse*: the same,
-each new program first checked against its question's known completion (``EngineEvaluator(
-reuse=True)``). *One at a time*: the same search (same settings and seeds) on the first
-``--sequential-questions`` questions, each program decoded alone. Every run starts with empty
-caches; the rows of the shared questions are compared (same rewards = neither batching nor
-reuse changed an answer).
+active question's wave goes to the engine in one ``generate`` call. *One at a time*: the same
+search (same settings and seeds) on the first ``--sequential-questions`` questions, each program
+decoded alone. ``--reuse`` adds *batched + reuse*: each new program first checked against its
+question's known completion (``EngineEvaluator(reuse=True)``). Every run starts with empty
+caches, the engine's prefix cache included; the rows of the shared questions are compared (same
+rewards = neither batching nor reuse changed an answer).
+
+*Uniform reference*: what batching alone gives on this machine for requests of this kind — one
+``generate`` of as many distinct questions as a search round holds (questions × wave), every one
+under the identity program, against the first ``--sequential-questions`` × 4 of them one at a
+time. Its ratio bounds what the search can reach where a round's programs all differ; the
+search's batched rate over the reference's batched rate says what mixing programs costs.
+
+``--runs`` repeats every measurement; figures are medians (ratios: median of the per-run ratios).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import asdict
@@ -35,7 +46,6 @@ def timed_search(examples, evaluate, settings, out: Path, max_active: int) -> di
         "evaluations": progress.evaluations,
         "seconds": seconds,
         "simulations_per_s": progress.simulations / seconds,
-        "evaluations_per_s": progress.evaluations / seconds,
     }
 
 
@@ -54,18 +64,49 @@ def rows_by_id(path: Path) -> dict[str, tuple]:
     return {r["id"]: (r["valid_programs"], r["invalid_programs"]) for r in read_rows(path)}
 
 
+def uniform_reference(llm, examples, sequential: int) -> dict:
+    """Identity-program requests on distinct questions: one batched ``generate`` vs one at a
+    time on the first ``sequential`` (greedy, the search's prompt and token limit)."""
+    from polar.search.engine import EngineEvaluator
+    from vllm_polar.program import identity
+
+    depth = llm.llm_engine.model_config.hf_config.num_hidden_layers
+    pairs = [(e.id, identity(depth)) for e in examples]
+    evaluator = EngineEvaluator(llm, examples)
+    start = time.perf_counter()
+    evaluator(pairs)
+    batched = time.perf_counter() - start
+    start = time.perf_counter()
+    for pair in pairs[:sequential]:
+        evaluator([pair])
+    alone = time.perf_counter() - start
+    return {
+        "requests": len(pairs),
+        "batched_requests_per_s": len(pairs) / batched,
+        "one_at_a_time_requests": sequential,
+        "one_at_a_time_requests_per_s": sequential / alone,
+    }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """Per numeric field, the median over runs (counts are equal in every run)."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default="arith")
     parser.add_argument("--split", default="train")
-    parser.add_argument("--per-level", type=int, default=4)
-    parser.add_argument("--simulations", type=int, default=16)
+    parser.add_argument("--per-level", type=int, default=6)
+    parser.add_argument("--simulations", type=int, default=33)
     parser.add_argument("--wave", type=int, default=8)
     parser.add_argument("--sequential-questions", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--reuse", action="store_true", help="also time the reuse evaluator")
     parser.add_argument("--out", type=Path, default=Path("results/search/benchmark.json"))
     args = parser.parse_args()
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "3")
 
     from polar.models import resolve
     from polar.search.engine import (
@@ -89,45 +130,78 @@ def main() -> None:
     )
     examples = select_examples(args.task, args.split, per_level=args.per_level)
     few = examples[: args.sequential_questions]
+    round_size = len(examples) * args.wave
+    levels = len({e.metadata.get("level") for e in examples})
+    reference_examples = select_examples(
+        args.task, args.split, per_level=math.ceil(round_size / levels)
+    )[:round_size]
+    arms = {"batched": (examples, False, 256), "one_at_a_time": (few, False, 1)}
+    if args.reuse:
+        arms["batched_reuse"] = (examples, True, 256)
+    timings: dict[str, list[dict]] = {name: [] for name in [*arms, "uniform_reference"]}
+    rows, reuse = {}, {}
     llm = start_engine(path, slots)
     try:
-        with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
-            runs = {
-                "batched": (examples, EngineEvaluator(llm, examples), 256),
-                "batched_reuse": (examples, EngineEvaluator(llm, examples, reuse=True), 256),
-                "one_at_a_time": (few, EngineEvaluator(llm, few), 1),
-            }
-            result, rows = {}, {}
-            for name, (questions, evaluator, max_active) in runs.items():
-                evaluate = evaluator if max_active > 1 else one_at_a_time(evaluator)
-                out = Path(tmp) / f"{name}.jsonl"
-                result[name] = timed_search(questions, evaluate, settings, out, max_active)
-                result[name]["reuse"] = asdict(evaluator.stats)
-                rows[name] = rows_by_id(out)
-            result["same_rows_on_shared_questions"] = all(
-                rows[name][k] == v
-                for name in ("batched", "batched_reuse")
-                for k, v in rows["one_at_a_time"].items()
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
+                for name, (questions, with_reuse, max_active) in arms.items():
+                    evaluator = EngineEvaluator(llm, questions, reuse=with_reuse)
+                    evaluate = evaluator if max_active > 1 else one_at_a_time(evaluator)
+                    out = Path(tmp) / f"{name}.jsonl"
+                    llm.reset_prefix_cache()
+                    timings[name].append(
+                        timed_search(questions, evaluate, settings, out, max_active)
+                    )
+                    rows[name], reuse[name] = rows_by_id(out), asdict(evaluator.stats)
+            llm.reset_prefix_cache()
+            timings["uniform_reference"].append(
+                uniform_reference(llm, reference_examples, 4 * args.sequential_questions)
             )
     finally:
         stop_engine(llm)
-    result["speedup_simulations_per_s"] = (
-        result["batched"]["simulations_per_s"] / result["one_at_a_time"]["simulations_per_s"]
+    result = {name: median_run(runs) | {"runs": runs} for name, runs in timings.items()}
+    for name in arms:
+        result[name]["reuse"] = reuse[name]
+    result["same_rows_on_shared_questions"] = all(
+        rows[name][k] == v for name in arms for k, v in rows["one_at_a_time"].items()
+    )
+    result["speedup_simulations_per_s"] = statistics.median(
+        b["simulations_per_s"] / s["simulations_per_s"]
+        for b, s in zip(timings["batched"], timings["one_at_a_time"])
+    )
+    result["uniform_reference_speedup"] = statistics.median(
+        r["batched_requests_per_s"] / r["one_at_a_time_requests_per_s"]
+        for r in timings["uniform_reference"]
+    )
+    result["batched_share_of_uniform_rate"] = statistics.median(
+        b["simulations_per_s"] / r["batched_requests_per_s"]
+        for b, r in zip(timings["batched"], timings["uniform_reference"])
     )
     result["args"] = vars(args) | {"out": str(args.out), "depth": depth, "slots": slots}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print("| run | questions | simulations | engine evaluations | seconds | simulations/s |")
-    print("|---|---|---|---|---|---|")
-    for name in ("batched", "batched_reuse", "one_at_a_time"):
+    print_summary(result, arms)
+
+
+def print_summary(result: dict, arms: dict) -> None:
+    print("| run | questions | simulations | seconds | simulations/s |")
+    print("|---|---|---|---|---|")
+    for name in arms:
         r = result[name]
         print(
-            f"| {name} | {r['questions']} | {r['simulations']} | {r['evaluations']} | "
-            f"{r['seconds']:.0f} | {r['simulations_per_s']:.2f} |"
+            f"| {name} | {r['questions']:.0f} | {r['simulations']:.0f} | {r['seconds']:.0f} | "
+            f"{r['simulations_per_s']:.2f} |"
         )
-    print(f"reuse: {result['batched_reuse']['reuse']}")
+    ref = result["uniform_reference"]
     print(
-        f"speedup: {result['speedup_simulations_per_s']:.1f}x; "
+        f"uniform reference: {ref['requests']:.0f} identity requests batched "
+        f"{ref['batched_requests_per_s']:.2f}/s, one at a time "
+        f"{ref['one_at_a_time_requests_per_s']:.2f}/s "
+        f"({result['uniform_reference_speedup']:.1f}x)"
+    )
+    print(
+        f"speedup: {result['speedup_simulations_per_s']:.1f}x (batched search at "
+        f"{result['batched_share_of_uniform_rate']:.2f} of the uniform batched rate); "
         f"same rows: {result['same_rows_on_shared_questions']}"
     )
 
