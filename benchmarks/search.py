@@ -64,13 +64,12 @@ def rows_by_id(path: Path) -> dict[str, tuple]:
     return {r["id"]: (r["valid_programs"], r["invalid_programs"]) for r in read_rows(path)}
 
 
-def uniform_reference(llm, examples, sequential: int) -> dict:
+def uniform_reference(llm, examples, depth: int, sequential: int) -> dict:
     """Identity-program requests on distinct questions: one batched ``generate`` vs one at a
     time on the first ``sequential`` (greedy, the search's prompt and token limit)."""
     from polar.search.engine import EngineEvaluator
     from vllm_polar.program import identity
 
-    depth = llm.llm_engine.model_config.hf_config.num_hidden_layers
     pairs = [(e.id, identity(depth)) for e in examples]
     evaluator = EngineEvaluator(llm, examples)
     start = time.perf_counter()
@@ -155,7 +154,7 @@ def main() -> None:
                     rows[name], reuse[name] = rows_by_id(out), asdict(evaluator.stats)
             llm.reset_prefix_cache()
             timings["uniform_reference"].append(
-                uniform_reference(llm, reference_examples, 4 * args.sequential_questions)
+                uniform_reference(llm, reference_examples, depth, 4 * args.sequential_questions)
             )
     finally:
         stop_engine(llm)

