@@ -5,12 +5,11 @@
         --sequential-questions 2 --runs 3 --out results/search/benchmark.json
 
 One PoLar engine serves every run. *Batched*: the search as ``polar search`` runs it — every
-active question's wave goes to the engine in one ``generate`` call. *One at a time*: the same
-search (same settings and seeds) on the first ``--sequential-questions`` questions, each program
-decoded alone. ``--reuse`` adds *batched + reuse*: each new program first checked against its
-question's known completion (``EngineEvaluator(reuse=True)``). Every run starts with empty
-caches, the engine's prefix cache included; the rows of the shared questions are compared (same
-rewards = neither batching nor reuse changed an answer).
+active question's wave goes to the engine in one ``generate`` call, every completion stopped
+after its first closed box. *One at a time*: the same search (same settings and seeds) on the
+first ``--sequential-questions`` questions, each program decoded alone. Every run starts with
+empty caches, the engine's prefix cache included; the rows of the shared questions are compared
+(same rewards = batching changed no answer).
 
 *Uniform reference*: what batching alone gives on this machine for requests of this kind — one
 ``generate`` of as many distinct questions as a search round holds (questions × wave), every one
@@ -30,15 +29,16 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 
-def timed_search(examples, evaluate, settings, out: Path, max_active: int) -> dict:
+def timed_search(examples, evaluator, settings, out: Path, max_active: int) -> dict:
     from polar.search.run import search_questions
 
     start = time.perf_counter()
-    progress = search_questions(examples, evaluate, settings, out, max_active=max_active)
+    progress = search_questions(
+        examples, evaluator, settings, out, max_active=max_active, show_progress=False
+    )
     seconds = time.perf_counter() - start
     return {
         "questions": len(examples),
@@ -49,13 +49,15 @@ def timed_search(examples, evaluate, settings, out: Path, max_active: int) -> di
     }
 
 
-def one_at_a_time(evaluator):
-    """``evaluate`` that sends each pair to the engine on its own."""
+class OneAtATime:
+    """An evaluator that sends each pair to the engine on its own."""
 
-    def evaluate(pairs):
-        return [evaluator([pair])[0] for pair in pairs]
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+        self.results = evaluator.results
 
-    return evaluate
+    def __call__(self, pairs):
+        return [self.evaluator([pair])[0] for pair in pairs]
 
 
 def rows_by_id(path: Path) -> dict[str, tuple]:
@@ -102,7 +104,6 @@ def main() -> None:
     parser.add_argument("--wave", type=int, default=8)
     parser.add_argument("--sequential-questions", type=int, default=2)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--reuse", action="store_true", help="also time the reuse evaluator")
     parser.add_argument("--out", type=Path, default=Path("results/search/benchmark.json"))
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "3")
@@ -134,24 +135,27 @@ def main() -> None:
     reference_examples = select_examples(
         args.task, args.split, per_level=math.ceil(round_size / levels)
     )[:round_size]
-    arms = {"batched": (examples, False, 256), "one_at_a_time": (few, False, 1)}
-    if args.reuse:
-        arms["batched_reuse"] = (examples, True, 256)
+    arms = {  # name: (questions, questions in flight, stop after the box)
+        "batched": (examples, 256, True),
+        "batched_without_stop": (examples, 256, False),
+        "one_at_a_time": (few, 1, True),
+    }
     timings: dict[str, list[dict]] = {name: [] for name in [*arms, "uniform_reference"]}
-    rows, reuse = {}, {}
+    rows = {}
     llm = start_engine(path, slots)
     try:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
-                for name, (questions, with_reuse, max_active) in arms.items():
-                    evaluator = EngineEvaluator(llm, questions, reuse=with_reuse)
-                    evaluate = evaluator if max_active > 1 else one_at_a_time(evaluator)
+                for name, (questions, max_active, stop) in arms.items():
+                    evaluator = EngineEvaluator(llm, questions, stop_after_boxed=stop)
+                    if max_active == 1:
+                        evaluator = OneAtATime(evaluator)
                     out = Path(tmp) / f"{name}.jsonl"
                     llm.reset_prefix_cache()
                     timings[name].append(
-                        timed_search(questions, evaluate, settings, out, max_active)
+                        timed_search(questions, evaluator, settings, out, max_active)
                     )
-                    rows[name], reuse[name] = rows_by_id(out), asdict(evaluator.stats)
+                    rows[name] = rows_by_id(out)
             llm.reset_prefix_cache()
             timings["uniform_reference"].append(
                 uniform_reference(llm, reference_examples, depth, 4 * args.sequential_questions)
@@ -159,14 +163,16 @@ def main() -> None:
     finally:
         stop_engine(llm)
     result = {name: median_run(runs) | {"runs": runs} for name, runs in timings.items()}
-    for name in arms:
-        result[name]["reuse"] = reuse[name]
     result["same_rows_on_shared_questions"] = all(
         rows[name][k] == v for name in arms for k, v in rows["one_at_a_time"].items()
     )
     result["speedup_simulations_per_s"] = statistics.median(
         b["simulations_per_s"] / s["simulations_per_s"]
         for b, s in zip(timings["batched"], timings["one_at_a_time"])
+    )
+    result["stop_speedup"] = statistics.median(
+        b["simulations_per_s"] / n["simulations_per_s"]
+        for b, n in zip(timings["batched"], timings["batched_without_stop"])
     )
     result["uniform_reference_speedup"] = statistics.median(
         r["batched_requests_per_s"] / r["one_at_a_time_requests_per_s"]
@@ -201,7 +207,8 @@ def print_summary(result: dict, arms: dict) -> None:
     print(
         f"speedup: {result['speedup_simulations_per_s']:.1f}x (batched search at "
         f"{result['batched_share_of_uniform_rate']:.2f} of the uniform batched rate); "
-        f"same rows: {result['same_rows_on_shared_questions']}"
+        f"same rows: {result['same_rows_on_shared_questions']}; stopping after the box: "
+        f"{result['stop_speedup']:.2f}x"
     )
 
 

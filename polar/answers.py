@@ -1,16 +1,26 @@
-"""Answer extraction and checking: ``is_correct(completion, gold)`` is the one entry point.
+"""Answer extraction and grading: ``is_correct(completion, gold, grading)`` and ``grade``.
 
 Extraction takes the last ``\\boxed{…}`` (nested braces allowed) and falls back to the last number
 in the text, because small models rarely box. Multiple-choice golds (a single letter A–J) are
-compared by letter. Everything else is compared by ``math-verify`` after light normalization
-(``$``, thousands commas, ``\\text{units}``), so ``1,234`` = ``1234``, ``\\frac{3}{4}`` = ``0.75``
-and ``50\\%`` = ``50``; string equality is never the test.
+compared by letter. Other golds are graded one of two ways (``GRADINGS``):
+
+``strict`` (the default)  the answer must *be a number* — an integer, a decimal or a fraction
+    (``3/4``, ``\\frac{3}{4}``), written with or without ``$``, thousands separators, ``%`` or a
+    unit (``12 apples``, ``4 \\text{cm}``) — equal to the gold number by value.  An expression
+    (``87 - 26``, ``19 \\times 3``, ``x = 4``, ``2^{3}``) is wrong even when it evaluates to gold.
+    A gold that is not a plain number (a symbolic DART-Math answer) has no number to compare,
+    so it is graded as in ``lenient``.
+``lenient``  symbolic equivalence by ``math-verify`` after the same light normalization, so
+    ``\\boxed{87 - 26}`` is right for 61.
+
+String equality is never the test.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from fractions import Fraction
 
 from math_verify import parse, verify
 
@@ -21,6 +31,10 @@ THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{[^{}]*\}")
 UNIT_AFTER_TEXT = re.compile(r"(\\(?:text|mathrm|mbox)\{[^{}]*\})\^\{?\d\}?")
 NUMBER_WITH_UNIT = re.compile(r"^(-?[\d.,]+(?:/\d+)?%?)\s+[A-Za-z]{2,}[A-Za-z/.\s]*$")
+GRADINGS = ("strict", "lenient")
+DECIMAL = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
+SLASH_FRACTION = re.compile(r"^(-?\d+)\s*/\s*(\d+)$")
+LATEX_FRACTION = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
 CHOICE_PATTERNS = (
     re.compile(r"answer\s*(?:is|:)?\s*:?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE),
     re.compile(r"^\s*\(?([A-J])[).:]?(?![A-Za-z])"),
@@ -97,13 +111,42 @@ def equivalent(answer: str, gold: str) -> bool:
     return bool(parsed_gold) and verify(parsed_gold, parsed_answer, timeout_seconds=timeout)
 
 
+def as_number(answer: str) -> Fraction | None:
+    """The value of an answer that is a plain number (see the module docstring), else None."""
+    text = normalize(answer.replace("{,}", "").replace("\\%", "%")).rstrip("%").strip()
+    if DECIMAL.match(text):
+        return Fraction(text)
+    if match := SLASH_FRACTION.match(text):
+        return Fraction(int(match[1]), int(match[2])) if int(match[2]) else None
+    if match := LATEX_FRACTION.match(text):
+        value = Fraction(int(match[2]), int(match[3])) if int(match[3]) else None
+        return -value if match[1] and value is not None else value
+    return None
+
+
 def is_multiple_choice(gold: str) -> bool:
     return len(gold.strip()) == 1 and gold.strip() in CHOICE_LETTERS
 
 
-def is_correct(completion: str, gold: str) -> bool:
-    """Whether ``completion`` (raw model text) answers ``gold`` (a letter A–J or a math answer)."""
+def is_correct(completion: str, gold: str, grading: str = "strict") -> bool:
+    """Whether ``completion`` (raw model text) answers ``gold`` (a letter A–J or a math answer)
+    under ``grading`` (``"strict"`` or ``"lenient"``, see the module docstring)."""
+    if grading not in GRADINGS:
+        raise ValueError(f"grading must be one of {GRADINGS}, got {grading!r}")
     if is_multiple_choice(gold):
         return extract_choice(completion) == gold.strip()
     answer = extract_answer(completion)
-    return answer is not None and equivalent(answer, gold)
+    if answer is None:
+        return False
+    gold_value = as_number(gold) if grading == "strict" else None
+    if gold_value is None:
+        return equivalent(answer, gold)
+    return as_number(answer) == gold_value
+
+
+def grade(completion: str, gold: str) -> dict[str, str | bool | None]:
+    """The extracted answer and both gradings of ``completion``: what a row stores."""
+    return {
+        "answer": extract_answer(completion),
+        **{grading: is_correct(completion, gold, grading) for grading in GRADINGS},
+    }

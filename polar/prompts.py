@@ -1,19 +1,25 @@
-"""The paper's direct-answer prompt, in the model's chat template when it has one.
+"""The paper's direct-answer prompt (Appendix D.4), in the model's chat template when it has one.
 
-The model is asked to put the final answer in ``\\boxed{}`` without explanation; evaluation then
-generates at most ``MAX_NEW_TOKENS`` tokens greedily (or sampled for pass@k).
+The model is asked for the final answer alone, in ``\\boxed{}``; search, training labels and
+evaluation all use this prompt and then generate at most ``MAX_NEW_TOKENS`` tokens (greedily,
+or sampled for the sampling baselines).
 """
 
 from __future__ import annotations
 
 DIRECT_ANSWER = (
-    "Question: {question}\nThe final answer MUST BE put in \\boxed{{}} and no explanation."
+    "Solve the following math problem and output ONLY the final answer directly, formatted "
+    "strictly as \\boxed{{ANSWER}}.\n"
+    "### Problem Start\n"
+    "{question}\n"
+    "### Problem End\n"
+    "Answer:"
 )
 MAX_NEW_TOKENS = 50
 
 
 def direct_answer_text(question: str) -> str:
-    """The user message: the question and the instruction to answer directly in ``\\boxed{}``."""
+    """The user message: the instruction, the question between its markers, ``Answer:``."""
     return DIRECT_ANSWER.format(question=question.strip())
 
 

@@ -12,15 +12,26 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from polar.search.mcts import QuestionSearch
+from polar.search.records import Graded
 from vllm_polar.program import Program
 
 Pair = tuple[str, Program]
 """(question id, program)."""
 
-Evaluate = Callable[[Sequence[Pair]], Sequence[float]]
-"""Rewards (1.0 correct, 0.0 wrong) for a batch of distinct (question id, program) pairs."""
+Results = dict[str, dict[Program, Graded]]
+"""Question id → {evaluated program: its graded completion}."""
+
+
+class Evaluator(Protocol):
+    """Rewards (1.0 correct, 0.0 wrong) for a batch of distinct (question id, program) pairs;
+    each evaluated pair's graded completion lands in ``results``."""
+
+    results: Results
+
+    def __call__(self, pairs: Sequence[Pair]) -> Sequence[float]: ...
 
 
 @dataclass
@@ -48,7 +59,7 @@ class Progress:
 
 def run_jobs(
     jobs: Iterable[Job],
-    evaluate: Evaluate,
+    evaluate: Callable[[Sequence[Pair]], Sequence[float]],
     on_done: Callable[[Job], None],
     max_active: int = 16,
     cache: dict[Pair, float] | None = None,

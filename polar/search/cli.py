@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from polar.search.controls import TEMPERATURES
 from polar.search.space import SPACES
 
 
@@ -41,6 +42,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--wave", type=int, default=8, help="simulations per question per batch")
     parser.add_argument("--max-active", type=int, default=32, help="questions in flight")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-controls",
+        dest="controls",
+        action="store_false",
+        help="skip the same-budget controls (base sampling, random programs)",
+    )
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=list(TEMPERATURES),
+        help="base-sampling temperatures of the controls",
+    )
+    parser.add_argument(
+        "--recheck",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-evaluate N stored (question, program) pairs and report the agreement",
+    )
     parser.add_argument("--stats-dir", type=Path, default=None, help="default: beside --out")
     parser.set_defaults(func=run)
 
@@ -74,16 +95,20 @@ def run(args: argparse.Namespace) -> int:
         max_layer_uses=args.max_layer_uses,
         seed=args.seed,
         mcts=mcts,
+        controls=args.controls,
+        temperatures=args.temperatures,
+        recheck_pairs=args.recheck,
     )
     print(summary(stats))
     return 0
 
 
 def summary(stats: dict) -> str:
-    """The human summary: oracle accuracy over all levels, then each pair of spaces head to head."""
+    """The human summary: oracle accuracy over all levels, each pair of spaces head to head,
+    then the oracle against its same-budget controls."""
     table = stats["oracle_accuracy"]["all"]
     lines = [
-        "oracle accuracy (all levels): "
+        "oracle accuracy (all levels, strict): "
         + ", ".join(
             f"{name} {100 * value:.1f} %"
             for name, value in table.items()
@@ -95,5 +120,13 @@ def summary(stats: dict) -> str:
         lines.append(
             f"{a} vs {b}: solved only by {a} {counts['only_a']}, only by {b} {counts['only_b']} "
             f"of {counts['questions']} (exact McNemar p = {counts['p_value']:.2f})"
+        )
+    for space, levels in stats.get("controls", {}).get("strict", {}).items():
+        entry = levels["all"]
+        lines.append(
+            f"{space}: oracle {100 * entry['oracle']:.1f} % vs base sampling "
+            f"{100 * entry['sampling_best']:.1f} % (T = {entry['best_temperature']:g}) and random "
+            f"programs {100 * entry['random']:.1f} % at {entry['mean_tries']:.1f} tries: "
+            f"search gain {100 * entry['search_gain']:+.1f} points"
         )
     return "\n".join(lines)

@@ -11,6 +11,9 @@ is not added twice. Simulations run in *waves*: :meth:`QuestionSearch.select_wav
 leaves at once, each pending selection counts as a visit with reward 0 (virtual loss) so the wave
 spreads out, and :meth:`QuestionSearch.complete_wave` backs up their rewards. A question's tree
 depends only on its seed and its rewards, never on which other questions share a batch.
+:attr:`QuestionSearch.evaluations` lists the distinct programs in the order the search reached
+them, with the simulation that reached each first and its depth (actions from the root), which is
+what the oracle-versus-simulations curve and the random-program control are built from.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ class MCTSConfig:
     widen_c: float = 1.0
     widen_alpha: float = 0.5
     wave: int = 8  # simulations selected together (virtual loss between them)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A program the search reached: at simulation ``simulation`` (1-based), ``depth`` actions
+    below the root."""
+
+    program: Program
+    simulation: int
+    depth: int
 
 
 @dataclass(eq=False)
@@ -57,6 +70,7 @@ class QuestionSearch:
         self.root = Node(root)
         self.in_tree: set[Program] = {root}
         self.rewards: dict[Program, float] = {}
+        self.evaluations: list[Evaluation] = []
         self.simulations = 0
         self.wave: list[list[Node]] = []
 
@@ -81,8 +95,11 @@ class QuestionSearch:
         """Back up one reward per program returned by :meth:`select_wave`, in that order."""
         if len(rewards) != len(self.wave):
             raise ValueError(f"{len(self.wave)} programs selected, {len(rewards)} rewards given")
-        for path, reward in zip(self.wave, rewards):
-            self.rewards.setdefault(path[-1].program, float(reward))
+        for number, (path, reward) in enumerate(zip(self.wave, rewards), self.simulations + 1):
+            program = path[-1].program
+            if program not in self.rewards:
+                self.rewards[program] = float(reward)
+                self.evaluations.append(Evaluation(program, number, len(path) - 1))
             for node in path:
                 node.pending -= 1
                 node.visits += 1

@@ -20,7 +20,10 @@ def write_plots(stats: dict[str, Any], folder: Path) -> list[Path]:
         "existence_by_budget.png": plot_budget,
         "segments.png": plot_segments,
         "luck_control.png": plot_luck,
+        "oracle_curve.png": plot_curve,
     }
+    if "controls" in stats:
+        figures["controls.png"] = plot_controls
     paths = []
     for name, draw in figures.items():
         paths.append(folder / name)
@@ -141,4 +144,46 @@ def plot_luck(stats: dict[str, Any], path: Path) -> None:
     axis.set_xticklabels([SPACE_LABELS[s] for s in spaces])
     axis.set_ylabel("base-wrong questions (%)")
     axis.legend(fontsize=8)
+    save(figure, path)
+
+
+def plot_curve(stats: dict[str, Any], path: Path) -> None:
+    """Oracle against the same-budget controls as simulations grow, all levels, per space."""
+    import matplotlib.pyplot as plt
+
+    curves = stats["oracle_curve"]
+    figure, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.4), squeeze=False)
+    for axis, (space, curve) in zip(axes[0], curves.items()):
+        budgets, entry = curve["simulations"], curve["all"]
+        axis.plot(budgets, [100 * (v or 0) for v in entry["oracle"]], "o-", label="oracle")
+        for name in ("sampling", "random"):
+            if entry[name]:
+                label = "base sampling (best T)" if name == "sampling" else "random programs"
+                axis.plot(budgets, [100 * (v or 0) for v in entry[name]], "s--", label=label)
+        axis.set_xscale("log")
+        axis.set_xlabel("simulations (controls: as many tries)")
+        axis.set_title(SPACE_LABELS[space])
+        axis.set_ylabel("questions solved (%)")
+        axis.legend(fontsize=7)
+    save(figure, path)
+
+
+def plot_controls(stats: dict[str, Any], path: Path) -> None:
+    """Oracle, best base sampling and random programs per level at the search's budget."""
+    import matplotlib.pyplot as plt
+
+    table = stats["controls"]["strict"]
+    figure, axes = plt.subplots(1, len(table), figsize=(4 * len(table), 3.4), squeeze=False)
+    names = {"oracle": "oracle", "sampling_best": "base sampling (best T)", "random": "random"}
+    for axis, (space, levels) in zip(axes[0], table.items()):
+        width = 0.8 / len(names)
+        keys = list(levels)
+        for i, (name, label) in enumerate(names.items()):
+            values = [100 * (levels[lv][name] or 0) for lv in keys]
+            axis.bar([x + i * width for x in range(len(keys))], values, width, label=label)
+        axis.set_xticks([x + 0.4 - width / 2 for x in range(len(keys))])
+        axis.set_xticklabels([f"L{lv}" if lv != "all" else "all" for lv in keys])
+        axis.set_title(f"{SPACE_LABELS[space]}: same number of tries")
+        axis.set_ylabel("questions solved (%)")
+        axis.legend(fontsize=7)
     save(figure, path)

@@ -8,23 +8,29 @@ to ``out``, every further space's to ``<out stem>.<space><suffix>`` beside it.
 from __future__ import annotations
 
 import json
+import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from polar.search.batch import Evaluate, Job, Progress, run_jobs
+from polar.search.batch import Evaluator, Job, Progress, Results, run_jobs
+from polar.search.controls import TEMPERATURES, read_controls
 from polar.search.mcts import MCTSConfig, QuestionSearch
-from polar.search.records import append_row, make_row, read_rows, resume
+from polar.search.records import (
+    GRADED_KEYS,
+    append_row,
+    evaluated_programs,
+    make_row,
+    read_rows,
+    resume,
+)
 from polar.search.space import SearchSpace
 from polar.tasks import Example
-from vllm_polar.program import Program, identity
-
-AnswersOf = Callable[[str], dict[Program, str | None]]
-"""Question id → {evaluated program: extracted answer}, for the output rows."""
+from vllm_polar.program import format_program, identity
 
 
 @dataclass(frozen=True)
@@ -63,20 +69,27 @@ def output_paths(out: Path, spaces: Sequence[str]) -> dict[str, Path]:
 
 def search_questions(
     examples: Sequence[Example],
-    evaluate: Evaluate,
+    evaluator: Evaluator,
     settings: SearchSettings,
     out: Path,
     spaces: Sequence[str] = ("skip_loop",),
-    answers_of: AnswersOf | None = None,
     max_active: int = 32,
     show_progress: bool = True,
+    run: dict[str, Any] | None = None,
 ) -> Progress:
-    """Search every (question, space) not yet in the output files; append a row as each ends."""
+    """Search every (question, space) not yet in the output files; append a row as each ends.
+
+    Stored rows fill ``evaluator.results`` in first, so a resumed run never evaluates a pair
+    again, not even for another space.
+    """
+    results = evaluator.results
     paths = output_paths(out, spaces)
     done = set()
     for space, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        done |= resume(path, settings.record(space))
+        for row in resume(path, settings.record(space)):
+            done.add((row["id"], row["space"]))
+            remember(results, row)
     by_id = {e.id: e for e in examples}
     root = identity(settings.depth)
     jobs = [
@@ -102,9 +115,13 @@ def search_questions(
     )
 
     def finish(job: Job) -> None:
-        answers = answers_of(job.question_id) if answers_of is not None else {}
         row = make_row(
-            by_id[job.question_id], job.space, job.search, answers, settings.record(job.space)
+            by_id[job.question_id],
+            job.space,
+            job.search,
+            results[job.question_id],
+            settings.record(job.space),
+            run or {},
         )
         append_row(paths[job.space], row)
         bar.update(1)
@@ -116,24 +133,76 @@ def search_questions(
             valid=progress.valid_found,
         )
 
-    progress = run_jobs(jobs, evaluate, finish, max_active=max_active, on_round=show)
+    cache = {(q, p): float(g["strict"]) for q, graded in results.items() for p, g in graded.items()}
+    progress = run_jobs(jobs, evaluator, finish, max_active=max_active, cache=cache, on_round=show)
     bar.close()
     return progress
 
 
+def remember(results: Results, row: dict[str, Any]) -> None:
+    """Put a stored row's graded evaluations into ``results``."""
+    graded = results.setdefault(row["id"], {})
+    for program, evaluation in zip(evaluated_programs(row), row["evaluations"]):
+        graded.setdefault(program, {k: evaluation[k] for k in GRADED_KEYS if k in evaluation})
+
+
 def write_stats(out: Path, spaces: Sequence[str], settings: SearchSettings, folder: Path) -> dict:
-    """``search_stats.json`` and the plots in ``folder`` from the rows in the output files."""
+    """``search_stats.json`` and the plots in ``folder`` from the rows in the output files (and
+    the controls and recheck files beside them, when they exist)."""
     from polar.search.plots import write_plots
     from polar.search.stats import search_stats
 
     rows = {space: read_rows(path) for space, path in output_paths(out, spaces).items()}
     budgets = range(settings.min_steps, settings.max_steps + 1)
-    stats = search_stats(rows, settings.depth, budgets)
+    recheck = recheck_path(out)
+    stats = search_stats(
+        rows,
+        settings.depth,
+        budgets,
+        controls=read_controls(out),
+        recheck=json.loads(recheck.read_text()) if recheck.is_file() else None,
+    )
     stats["settings"] = asdict(settings)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "search_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
     write_plots(stats, folder)
     return stats
+
+
+def recheck_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.recheck.json")
+
+
+def recheck(
+    llm, examples: Sequence[Example], rows: Sequence[dict[str, Any]], sample: int, seed: int
+) -> dict[str, Any]:
+    """Re-evaluate ``sample`` stored (question, program) pairs, drawn at random from ``rows``,
+    in one fresh batch, and count how many completions, answers and rewards agree."""
+    from polar.search.engine import EngineEvaluator
+
+    stored = {}
+    for row in rows:
+        for program, evaluation in zip(evaluated_programs(row), row["evaluations"]):
+            stored[(row["id"], program)] = evaluation
+    keys = sorted(stored, key=lambda pair: (pair[0], pair[1]))
+    pairs = random.Random(f"{seed}/recheck").sample(keys, min(sample, len(keys)))
+    llm.reset_prefix_cache()
+    evaluator = EngineEvaluator(llm, [e for e in examples if e.id in {q for q, _ in pairs}])
+    evaluator(pairs)
+    again = [(stored[pair], evaluator.results[pair[0]][pair[1]]) for pair in pairs]
+    differing = [
+        {"id": q, "program": format_program(p), "stored": a["completion"], "now": b["completion"]}
+        for (q, p), (a, b) in zip(pairs, again)
+        if a["completion"] != b["completion"]
+    ]
+    return {
+        "pairs": len(pairs),
+        "same_completion": sum(a["completion"] == b["completion"] for a, b in again),
+        "same_answer": sum(a["answer"] == b["answer"] for a, b in again),
+        "same_reward": sum(a["strict"] == b["strict"] for a, b in again),
+        "commits": sorted({row.get("run", {}).get("commit", "unknown") for row in rows}),
+        "differing": differing[:20],
+    }
 
 
 def select_examples(
@@ -168,21 +237,29 @@ def search(
     max_steps: int | None = None,
     stats_dir: Path | None = None,
     max_active: int = 32,
+    controls: bool = True,
+    temperatures: Sequence[float] = TEMPERATURES,
+    recheck_pairs: int = 0,
     **settings: Any,
 ) -> dict:
     """Search ``task`` on ``model`` with one PoLar engine; returns the statistics.
 
     ``slots`` is the engine's S (default ceil(1.25 D)); the step budget defaults to
-    ``[D // 2, S]``; ``settings`` are further :class:`SearchSettings` fields.
+    ``[D // 2, S]``; ``settings`` are further :class:`SearchSettings` fields. ``controls``
+    adds the same-budget controls (:mod:`polar.search.controls`) of every searched question;
+    ``recheck_pairs`` > 0 re-evaluates that many stored pairs and writes the agreement.
     """
     from polar.models import resolve
+    from polar.search.controls import run_controls
     from polar.search.engine import (
         EngineEvaluator,
         default_slots,
+        engine_record,
         model_depth,
         start_engine,
         stop_engine,
     )
+    from polar.search.records import code_version
 
     path = resolve(model)
     depth = model_depth(path)
@@ -198,16 +275,23 @@ def search(
     examples = select_examples(task, split, limit, per_level)
     llm = start_engine(path, slots)
     try:
+        run = {"commit": code_version(), "engine": engine_record(llm)}
         evaluator = EngineEvaluator(llm, examples)
-        progress = search_questions(
-            examples, evaluator, budget, out, spaces, evaluator.answers.get, max_active
+        progress = search_questions(examples, evaluator, budget, out, spaces, max_active, run=run)
+        print(
+            f"{progress.jobs_done} searches, {progress.simulations} simulations, "
+            f"{progress.evaluations} engine evaluations in {progress.seconds:.0f} s "
+            f"({progress.rate():.2f} simulations/s)",
+            file=sys.stderr,
         )
+        rows = {s: read_rows(p) for s, p in output_paths(out, spaces).items()}
+        if controls:
+            run_controls(examples, evaluator, budget, rows, out, temperatures, run)
+        if recheck_pairs > 0:
+            agreement = recheck(
+                llm, examples, [r for rs in rows.values() for r in rs], recheck_pairs, budget.seed
+            )
+            recheck_path(out).write_text(json.dumps(agreement, indent=1) + "\n")
     finally:
         stop_engine(llm)
-    print(
-        f"{progress.jobs_done} searches, {progress.simulations} simulations, "
-        f"{progress.evaluations} engine evaluations in {progress.seconds:.0f} s "
-        f"({progress.rate():.2f} simulations/s)",
-        file=sys.stderr,
-    )
     return write_stats(out, spaces, budget, stats_dir or out.parent)

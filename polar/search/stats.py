@@ -2,7 +2,12 @@
 
 Rows are grouped by space (``skip_loop``, ``skip``, ``loop``); every function takes the rows of
 the spaces searched and the model depth D. A question is *solved* in a space when its search
-found at least one valid program (the identity counts, so the oracle is never below Base).
+found at least one correct program (the identity counts, so the oracle is never below Base).
+``strict`` grading decides (``polar.answers``); the oracle tables and the controls are also
+given under ``lenient`` grading, from the completions the rows store.
+
+The controls (:mod:`polar.search.controls`) answer whether the search beats as many tries
+without guidance: *search gain* = oracle − the best control at the same number of tries.
 """
 
 from __future__ import annotations
@@ -12,60 +17,182 @@ from collections import Counter
 from itertools import combinations
 from typing import Any
 
-from polar.answers import normalize
-from vllm_polar.program import Op, format_program, identity, to_segments
+from polar.answers import GRADINGS, normalize
+from vllm_polar.program import Op, identity, to_segments
 
 Rows = list[dict[str, Any]]
 NEAR = 10
 """A near decoy differs from the gold answer by at most this much."""
+CURVE_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+"""Simulation counts of the oracle curve (up to the run's budget, which is always added)."""
 
 
-def oracle_table(rows_by_space: dict[str, Rows]) -> dict[str, dict[str, Any]]:
+def level_keys(rows: Rows) -> list[str]:
+    """The levels of ``rows`` as table keys, then ``all``."""
+    return [*(str(lv) for lv in sorted({row["level"] for row in rows}, key=str)), "all"]
+
+
+def at_level(rows: Rows, level: str) -> Rows:
+    return [r for r in rows if level == "all" or str(r["level"]) == level]
+
+
+def solved(row: dict[str, Any], grading: str = "strict", simulations: int | None = None) -> bool:
+    """Whether some program the row's search reached by ``simulations`` is correct."""
+    return any(
+        e[grading]
+        for e in row["evaluations"]
+        if simulations is None or e["simulation"] <= simulations
+    )
+
+
+def base_correct(row: dict[str, Any], grading: str = "strict") -> bool:
+    """The identity's grade (the search's first evaluation)."""
+    return bool(row["evaluations"][0][grading])
+
+
+def oracle_table(rows_by_space: dict[str, Rows], grading: str = "strict") -> dict[str, Any]:
     """Per level (and ``all``): n, Base accuracy and each space's oracle accuracy."""
     base_rows = next(iter(rows_by_space.values()))
-    levels = sorted({row["level"] for row in base_rows}, key=str)
     table = {}
-    for level in [*levels, "all"]:
-
-        def pick(rows: Rows, level=level) -> Rows:
-            return [r for r in rows if level == "all" or r["level"] == level]
-
-        entry: dict[str, Any] = {"n": len(pick(base_rows))}
-        entry["base"] = share(pick(base_rows), lambda r: r["base_correct"])
+    for level in level_keys(base_rows):
+        entry: dict[str, Any] = {"n": len(at_level(base_rows, level))}
+        entry["base"] = share(at_level(base_rows, level), lambda r: base_correct(r, grading))
         for space, rows in rows_by_space.items():
-            entry[space] = share(pick(rows), lambda r: bool(r["valid_programs"]))
-        table[str(level)] = entry
+            entry[space] = share(at_level(rows, level), lambda r: solved(r, grading))
+        table[level] = entry
     return table
+
+
+def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
+    """Paired comparison over the questions of both: ``only_a`` / ``only_b`` count questions
+    solved by one side alone; ``p_value`` is the exact two-sided McNemar test (binomial on the
+    discordant questions) of "neither side solves more questions than the other"."""
+    from scipy.stats import binomtest
+
+    shared = a.keys() & b.keys()
+    only_a = sum(a[q] and not b[q] for q in shared)
+    only_b = sum(b[q] and not a[q] for q in shared)
+    discordant = only_a + only_b
+    return {
+        "questions": len(shared),
+        "only_a": only_a,
+        "only_b": only_b,
+        "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
+    }
 
 
 def head_to_head(rows_by_space: dict[str, Rows]) -> dict[str, dict[str, Any]]:
-    """Paired comparison of every two spaces over the questions both searched.
-
-    ``only_a`` / ``only_b``: questions solved in one space and not the other; ``p_value``: the
-    exact two-sided McNemar test (binomial on the discordant questions) of "neither space solves
-    more questions than the other". Keyed ``"<a>_vs_<b>"`` in the order the spaces were searched.
-    """
-    from scipy.stats import binomtest
-
-    solved = {
-        space: {r["id"]: bool(r["valid_programs"]) for r in rows}
-        for space, rows in rows_by_space.items()
+    """Every two spaces compared on the questions both searched (:func:`mcnemar`), keyed
+    ``"<a>_vs_<b>"`` in the order the spaces were searched."""
+    solved_by = {space: {r["id"]: solved(r) for r in rows} for space, rows in rows_by_space.items()}
+    return {
+        f"{a}_vs_{b}": {"a": a, "b": b, **mcnemar(solved_by[a], solved_by[b])}
+        for a, b in combinations(solved_by, 2)
     }
-    table = {}
-    for a, b in combinations(solved, 2):
-        shared = solved[a].keys() & solved[b].keys()
-        only_a = sum(solved[a][q] and not solved[b][q] for q in shared)
-        only_b = sum(solved[b][q] and not solved[a][q] for q in shared)
-        discordant = only_a + only_b
-        table[f"{a}_vs_{b}"] = {
-            "a": a,
-            "b": b,
-            "questions": len(shared),
-            "only_a": only_a,
-            "only_b": only_b,
-            "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
-        }
+
+
+def control_hits(
+    control_of: dict[str, dict[str, Any]],
+    tries: dict[str, int],
+    space: str,
+    kind: str,
+    grading: str,
+) -> dict[str, bool]:
+    """Per question of ``tries``: whether its control ``kind`` (``random`` or a sampling
+    temperature) is correct within ``tries[question]`` tries."""
+    hits = {}
+    for question, count in tries.items():
+        control = control_of[question]
+        entries = control["random"][space] if kind == "random" else control["sampling"][kind]
+        hits[question] = any(e[grading] for e in entries[:count])
+    return hits
+
+
+def rate(hits: dict[str, bool]) -> float | None:
+    return share_of(sum(hits.values()), len(hits))
+
+
+def control_table(
+    rows_by_space: dict[str, Rows], controls: Rows, grading: str = "strict"
+) -> dict[str, Any]:
+    """Per space and level: the oracle beside base sampling (each temperature, and the best) and
+    random programs at the same number of tries, the search gain, and paired tests of the
+    oracle against each control."""
+    control_of = {c["id"]: c for c in controls}
+    table: dict[str, Any] = {}
+    for space, rows in rows_by_space.items():
+        rows = [r for r in rows if r["id"] in control_of]
+        if not rows:
+            continue
+        temperatures = list(control_of[rows[0]["id"]]["sampling"])
+        table[space] = {}
+        for level in level_keys(rows):
+            picked = at_level(rows, level)
+            oracle = {r["id"]: solved(r, grading) for r in picked}
+            tries = {r["id"]: len(r["evaluations"]) for r in picked}
+            hits = {
+                kind: control_hits(control_of, tries, space, kind, grading)
+                for kind in [*temperatures, "random"]
+            }
+            best = max(temperatures, key=lambda t: rate(hits[t]))
+            table[space][level] = {
+                "n": len(picked),
+                "mean_tries": mean(list(tries.values())),
+                "oracle": rate(oracle),
+                "sampling": {t: rate(hits[t]) for t in temperatures},
+                "best_temperature": float(best),
+                "sampling_best": rate(hits[best]),
+                "random": rate(hits["random"]),
+                "search_gain": rate(oracle) - max(rate(hits[best]), rate(hits["random"])),
+                "oracle_vs_sampling": mcnemar(oracle, hits[best]),
+                "oracle_vs_random": mcnemar(oracle, hits["random"]),
+            }
     return table
+
+
+def curve_budgets(rows: Rows) -> list[int]:
+    most = max(r["simulations"] for r in rows)
+    return sorted({b for b in CURVE_BUDGETS if b < most} | {most})
+
+
+def oracle_curve(
+    rows_by_space: dict[str, Rows], controls: Rows, grading: str = "strict"
+) -> dict[str, Any]:
+    """Per space and level, at 1, 2, 5, 10, … simulations: the oracle over the programs reached
+    so far, the mean number of distinct programs reached, and — over the questions with
+    controls — the controls with as many tries as that (sampling at its best temperature at
+    each point)."""
+    control_of = {c["id"]: c for c in controls}
+    curves: dict[str, Any] = {}
+    for space, rows in rows_by_space.items():
+        budgets = curve_budgets(rows)
+        controlled = [r for r in rows if r["id"] in control_of]
+        temperatures = list(control_of[controlled[0]["id"]]["sampling"]) if controlled else []
+        curves[space] = {"simulations": budgets}
+        for level in level_keys(rows):
+            entry: dict[str, list] = {"oracle": [], "tries": [], "random": [], "sampling": []}
+            for budget in budgets:
+                reached = {
+                    r["id"]: sum(e["simulation"] <= budget for e in r["evaluations"])
+                    for r in at_level(rows, level)
+                }
+                entry["oracle"].append(
+                    rate({r["id"]: solved(r, grading, budget) for r in at_level(rows, level)})
+                )
+                entry["tries"].append(mean(list(reached.values())))
+                tries = {r["id"]: reached[r["id"]] for r in at_level(controlled, level)}
+                if tries:
+                    entry["random"].append(
+                        rate(control_hits(control_of, tries, space, "random", grading))
+                    )
+                    entry["sampling"].append(
+                        max(
+                            rate(control_hits(control_of, tries, space, t, grading))
+                            for t in temperatures
+                        )
+                    )
+            curves[space][level] = entry
+    return curves
 
 
 def shorter_and_corrected(rows: Rows, depth: int) -> dict[str, Any]:
@@ -125,7 +252,7 @@ def segment_histograms(rows: Rows, depth: int) -> dict[str, Any]:
     }
 
 
-def luck_control(rows: Rows, depth: int) -> dict[str, Any]:
+def luck_control(rows: Rows) -> dict[str, Any]:
     """Gold versus decoy answers among the programs searched for base-wrong questions.
 
     For a question with an integer gold answer g, a decoy is another integer with as many digits
@@ -134,7 +261,6 @@ def luck_control(rows: Rows, depth: int) -> dict[str, Any]:
     the decoy", averaged over questions; the gold rate is the share of questions where some
     searched program answers g. Read the gold rate against the decoy rates.
     """
-    base_text = format_program(identity(depth))
     questions = gold_hits = 0
     uniform = near = 0.0
     distinct: list[int] = []
@@ -142,9 +268,9 @@ def luck_control(rows: Rows, depth: int) -> dict[str, Any]:
         gold = as_integer(row["answer"])
         if row["base_correct"] or gold is None:
             continue
-        answers = {as_integer(a) for a in row["answers"].values() if a is not None}
+        answers = {as_integer(e["answer"]) for e in row["evaluations"] if e["answer"] is not None}
         answers.discard(None)
-        base = as_integer(row["answers"].get(base_text) or "")
+        base = as_integer(row["evaluations"][0]["answer"] or "")
         questions += 1
         gold_hits += gold in answers
         distinct.append(len(answers))
@@ -192,12 +318,23 @@ def mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def search_stats(rows_by_space: dict[str, Rows], depth: int, budgets: range) -> dict[str, Any]:
+def search_stats(
+    rows_by_space: dict[str, Rows],
+    depth: int,
+    budgets: range,
+    controls: Rows = (),
+    recheck: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything ``search_stats.json`` holds."""
-    return {
+    controls = list(controls)
+    stats: dict[str, Any] = {
         "depth": depth,
         "questions": {space: len(rows) for space, rows in rows_by_space.items()},
+        "commits": sorted(
+            {r.get("run", {}).get("commit", "unknown") for rs in rows_by_space.values() for r in rs}
+        ),
         "oracle_accuracy": oracle_table(rows_by_space),
+        "oracle_accuracy_lenient": oracle_table(rows_by_space, "lenient"),
         "head_to_head": head_to_head(rows_by_space),
         "shorter_and_corrected": {
             s: shorter_and_corrected(rows, depth) for s, rows in rows_by_space.items()
@@ -206,5 +343,11 @@ def search_stats(rows_by_space: dict[str, Rows], depth: int, budgets: range) -> 
             s: existence_by_budget(rows, budgets) for s, rows in rows_by_space.items()
         },
         "segments": {s: segment_histograms(rows, depth) for s, rows in rows_by_space.items()},
-        "luck_control": {s: luck_control(rows, depth) for s, rows in rows_by_space.items()},
+        "luck_control": {s: luck_control(rows) for s, rows in rows_by_space.items()},
+        "oracle_curve": oracle_curve(rows_by_space, controls),
     }
+    if controls:
+        stats["controls"] = {g: control_table(rows_by_space, controls, g) for g in GRADINGS}
+    if recheck is not None:
+        stats["recheck"] = {k: v for k, v in recheck.items() if k != "differing"}
+    return stats

@@ -4,24 +4,38 @@ A problem is a story about one person's stock of items: a start amount, then a c
 operations (gets more, gives some away, multiplies, splits into equal piles), optionally with
 distractor sentences holding numbers that do not matter; the question asks for the final
 amount, always a non-negative integer. Levels grow the chain, the numbers and the operation mix.
-They are calibrated on Qwen2.5-Coder-0.5B-Instruct with the direct-answer prompt (greedy, 50
-new tokens): see ``benchmarks/README.md``.
 
-Each level is one seeded stream of distinct questions; its first 1250 are ``train``, the next
-250 ``val``, the next 500 ``test`` (the paper's per-level split), so splits never share a
-question and the same seed gives the same rows on every machine.
+Two properties make the task usable for research (both pinned by the tests, over every level):
+
+- **No leaks.** The gold answer never appears as a number in the question (a problem whose
+  answer equals its start, an operand or a distractor is drawn again).
+- **Splits disjoint by arithmetic.** A problem's *signature* is its chain of numbers and
+  operations (``"37+5"``, ``"12*4-9"``), whatever its names, items, templates and distractors.
+  A hash of the signature alone puts it in ``train``, ``val`` or ``test`` (62.5 / 12.5 / 25 %),
+  so no two splits share a computation, at any level or seed; within a level every signature
+  appears once.
+
+Each level is one seeded stream of problems; each split keeps the first ``SIZES[split]``
+problems the stream gives it (500 train, 100 val, 200 test per level), so the same seed gives
+the same rows on every machine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 from dataclasses import dataclass
 from functools import cache
 
 from polar.tasks.example import Example
 
 LEVELS = (1, 2, 3, 4, 5)
-SPLITS = {"train": (0, 1250), "val": (1250, 1500), "test": (1500, 2000)}
+SIZES = {"train": 500, "val": 100, "test": 200}
+SPLITS = tuple(SIZES)
+SPLIT_BOUNDS = (("train", 0.625), ("val", 0.75), ("test", 1.0))
+"""Upper bounds of each split's share of the signature hash space."""
+MAX_DRAWS = 200_000
 
 NAMES = (
     "Ava", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kira",
@@ -72,10 +86,12 @@ class LevelSpec:
     distractors: int = 0
 
 
+# Ranges are wide enough that every level has well over SIZES' total of distinct signatures
+# (level 1: 1,719 leak-free sums and differences; level 3: 1,153 products and quotients).
 SPECS = {
-    1: LevelSpec(steps=(1, 1), start=(2, 20), operand=(1, 9), ops="+-"),
+    1: LevelSpec(steps=(1, 1), start=(2, 99), operand=(1, 9), ops="+-"),
     2: LevelSpec(steps=(1, 1), start=(20, 99), operand=(11, 60), ops="+-"),
-    3: LevelSpec(steps=(1, 1), start=(12, 99), operand=(11, 60), ops="*/", factor=(3, 9)),
+    3: LevelSpec(steps=(1, 1), start=(12, 150), operand=(11, 60), ops="*/", factor=(3, 9)),
     4: LevelSpec(steps=(1, 1), start=(12, 99), operand=(11, 60), ops="+-*/", distractors=2),
     5: LevelSpec(steps=(2, 3), start=(10, 60), operand=(5, 40), ops="+-*/", distractors=1),
 }
@@ -107,58 +123,95 @@ def apply(value: int, op: str, n: int) -> int:
     return {"+": value + n, "-": value - n, "*": value * n, "/": value // n}[op]
 
 
-def make_problem(level: int, rng: random.Random) -> tuple[str, int, list[str]]:
-    """One problem of ``level``: (question text, answer, operations in order)."""
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    answer: int
+    start: int
+    chain: tuple[tuple[str, int], ...]  # (operation, operand) in order
+
+    @property
+    def signature(self) -> str:
+        """The arithmetic alone: ``"37+5"``, ``"12*4-9"`` (no names, items or distractors)."""
+        return f"{self.start}" + "".join(f"{op}{n}" for op, n in self.chain)
+
+    def leaks(self) -> bool:
+        """Whether the answer appears as a number in the question."""
+        return str(self.answer) in NUMBER.findall(self.question)
+
+
+NUMBER = re.compile(r"\d+")
+
+
+def make_problem(level: int, rng: random.Random) -> Problem:
+    """One problem of ``level``."""
     spec = SPECS[level]
     name, friend = rng.sample(NAMES, 2)
     items, other = rng.sample(ITEMS, 2)
-    value = rng.randint(*spec.start)
+    start = value = rng.randint(*spec.start)
     sentences = [f"{name} has {value} {items}."]
-    ops = []
+    chain = []
     for _ in range(rng.randint(*spec.steps)):
         op, n = next_operation(value, spec, rng)
         templates = {"+": ADD, "-": SUB, "*": MUL, "/": DIV}[op]
         sentences.append(sentence(templates, rng, Name=name, Friend=friend, items=items, n=n))
         value = apply(value, op, n)
-        ops.append(op)
+        chain.append((op, n))
     for template in rng.sample(DISTRACTOR, spec.distractors):
         where = rng.randint(1, len(sentences))
         n = rng.randint(*spec.operand)
         sentences.insert(where, template.format(Friend=friend, other=other, n=n))
     sentences.append(f"How many {items} does {name} have now?")
-    return " ".join(sentences), value, ops
+    return Problem(" ".join(sentences), value, start, tuple(chain))
+
+
+def split_of(signature: str) -> str:
+    """The split a signature belongs to, at every level and seed (a hash of it alone)."""
+    digest = hashlib.sha256(f"arith:{signature}".encode()).digest()
+    share = int.from_bytes(digest[:8], "big") / 2**64
+    return next(split for split, bound in SPLIT_BOUNDS if share < bound)
 
 
 @cache
 def arith_level(level: int, seed: int = 0) -> tuple[Example, ...]:
-    """All 2000 distinct problems of ``level`` for ``seed``, in split order (train, val, test)."""
+    """The problems of ``level`` for ``seed`` in split order: 500 train, 100 val, 200 test."""
     if level not in SPECS:
         raise ValueError(f"arith levels are {LEVELS}, got {level}")
     rng = random.Random(f"arith-{seed}-{level}")
-    total = max(end for _, end in SPLITS.values())
+    rows: dict[str, list[Example]] = {split: [] for split in SPLITS}
     seen: set[str] = set()
-    examples: list[Example] = []
-    while len(examples) < total:
-        question, answer, ops = make_problem(level, rng)
-        if question in seen:
+    for _ in range(MAX_DRAWS):
+        if all(len(rows[split]) == size for split, size in SIZES.items()):
+            break
+        problem = make_problem(level, rng)
+        if problem.signature in seen or problem.leaks():
             continue
-        seen.add(question)
-        split = next(s for s, (lo, hi) in SPLITS.items() if lo <= len(examples) < hi)
-        index = len(examples) - SPLITS[split][0]
-        examples.append(
-            Example(
-                id=f"arith/s{seed}/L{level}/{split}/{index:04d}",
-                question=question,
-                answer=str(answer),
-                metadata={"level": level, "split": split, "ops": "".join(ops), "seed": seed},
-            )
-        )
-    return tuple(examples)
+        seen.add(problem.signature)
+        split = split_of(problem.signature)
+        if len(rows[split]) < SIZES[split]:
+            rows[split].append(example_of(problem, level, split, len(rows[split]), seed))
+    else:
+        raise RuntimeError(f"arith level {level} ran out of distinct signatures: {SIZES}")
+    return tuple(e for split in SPLITS for e in rows[split])
+
+
+def example_of(problem: Problem, level: int, split: str, index: int, seed: int) -> Example:
+    return Example(
+        id=f"arith/s{seed}/L{level}/{split}/{index:04d}",
+        question=problem.question,
+        answer=str(problem.answer),
+        metadata={
+            "level": level,
+            "split": split,
+            "ops": "".join(op for op, _ in problem.chain),
+            "signature": problem.signature,
+            "seed": seed,
+        },
+    )
 
 
 def arith_split(level: int, split: str = "test", seed: int = 0) -> list[Example]:
-    """The ``split`` rows (1250 train / 250 val / 500 test) of ``level``."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
-    lo, hi = SPLITS[split]
-    return list(arith_level(level, seed)[lo:hi])
+    """The ``split`` rows (500 train / 100 val / 200 test) of ``level``."""
+    if split not in SIZES:
+        raise ValueError(f"unknown split {split!r}; known: {list(SIZES)}")
+    return [e for e in arith_level(level, seed) if e.metadata["split"] == split]

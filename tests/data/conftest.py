@@ -37,11 +37,19 @@ def stock_vllm_env():
 
 
 def start_engine(model: Path):
+    """A stock engine that offers the boxed-answer stop (inert for requests without it)."""
     from vllm import LLM
+
+    from polar.stopping import BoxedAnswerStop
 
     with stock_vllm_env():
         return LLM(
-            model=str(model), dtype="float32", max_model_len=1024, enforce_eager=True, seed=0
+            model=str(model),
+            dtype="float32",
+            max_model_len=1024,
+            enforce_eager=True,
+            seed=0,
+            logits_processors=[BoxedAnswerStop],
         )
 
 

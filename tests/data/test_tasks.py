@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -155,19 +156,64 @@ def test_arith_is_deterministic_by_seed() -> None:
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_arith_splits_are_disjoint_and_sized(level: int) -> None:
+def test_arith_splits_are_sized_and_signatures_unique(level: int) -> None:
     splits = {s: arith_split(level, s) for s in SPLITS}
-    assert {s: len(rows) for s, rows in splits.items()} == {"train": 1250, "val": 250, "test": 500}
-    questions = [{e.question for e in rows} for rows in splits.values()]
-    assert sum(len(q) for q in questions) == 2000, "every question is distinct"
+    assert {s: len(rows) for s, rows in splits.items()} == {"train": 500, "val": 100, "test": 200}
+    signatures = [e.metadata["signature"] for rows in splits.values() for e in rows]
+    assert len(set(signatures)) == 800, "every problem of a level has its own arithmetic"
     for rows in splits.values():
         check_rows(rows)
         assert all(e.metadata["level"] == level and int(e.answer) >= 0 for e in rows)
 
 
+def chain_of(signature: str) -> tuple[int, list[tuple[str, int]]]:
+    """Start and (operation, operand) steps of a signature such as ``"12*4-9"``."""
+    start, *rest = re.split(r"([-+*/])", signature)
+    return int(start), [(op, int(n)) for op, n in zip(rest[::2], rest[1::2])]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_arith_gold_never_appears_in_the_question(seed: int) -> None:
+    for level in LEVELS:
+        for example in arith_level(level, seed):
+            numbers = re.findall(r"\d+", example.question)
+            assert example.answer not in numbers, (example.id, example.question)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_arith_splits_are_disjoint_by_arithmetic(seed: int) -> None:
+    """Over all levels together: no signature (numbers and operations) is in two splits, and
+    each signature is the question's own arithmetic: its numbers stand in the question in
+    order and evaluate to the gold answer."""
+    by_split: dict[str, set[str]] = {s: set() for s in SPLITS}
+    for level in LEVELS:
+        for example in arith_level(level, seed):
+            signature = example.metadata["signature"]
+            by_split[example.metadata["split"]].add(signature)
+            value, steps = chain_of(signature)
+            numbers = [int(n) for n in re.findall(r"\d+", example.question)]
+            chain = [value, *(n for _, n in steps)]
+            positions = iter(range(len(numbers)))
+            assert all(any(numbers[i] == n for i in positions) for n in chain), example.question
+            for op, n in steps:
+                value = {"+": value + n, "-": value - n, "*": value * n, "/": value // n}[op]
+            assert str(value) == example.answer
+    train, val, test = (by_split[s] for s in SPLITS)
+    assert not (train & val) and not (train & test) and not (val & test)
+
+
+def test_arith_split_of_a_signature_does_not_depend_on_level_or_seed() -> None:
+    seen: dict[str, str] = {}
+    for seed in (0, 1):
+        for level in LEVELS:
+            for example in arith_level(level, seed):
+                split = seen.setdefault(example.metadata["signature"], example.metadata["split"])
+                assert split == example.metadata["split"]
+
+
 def test_arith_levels_grow_in_steps() -> None:
     mean_ops = [
-        sum(len(e.metadata["ops"]) for e in arith_split(level, "train")) / 1250 for level in LEVELS
+        sum(len(e.metadata["ops"]) for e in arith_split(level, "train")) / 500 for level in LEVELS
     ]
     assert mean_ops == sorted(mean_ops)
-    assert len(load_task("arith", "val")) == 250 * len(LEVELS)
+    assert len(load_task("arith", "val")) == 100 * len(LEVELS)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from vllm import SamplingParams
 
-from polar.answers import extract_answer, is_correct
+from polar.answers import grade, is_correct
 from polar.prompts import MAX_NEW_TOKENS, direct_answer_prompt
 from polar.search.engine import EngineEvaluator
 from polar.search.mcts import MCTSConfig
 from polar.search.records import read_rows
 from polar.search.run import SearchSettings, search_questions
+from polar.stopping import STOP_AFTER_BOXED
 from polar.tasks import Example
 from vllm_polar.program import FIELD, format_program, identity
 
@@ -33,21 +34,21 @@ def run_alone(llm, example: Example, program) -> str:
     """The completion of one request sent on its own (no batch neighbours)."""
     prompt = direct_answer_prompt(example.question, llm.get_tokenizer())
     params = SamplingParams(
-        temperature=0.0, max_tokens=MAX_NEW_TOKENS, extra_args={FIELD: list(program)}
+        temperature=0.0,
+        max_tokens=MAX_NEW_TOKENS,
+        extra_args={FIELD: list(program), STOP_AFTER_BOXED: True},
     )
     return llm.generate([prompt], params, use_tqdm=False)[0].outputs[0].text
 
 
-def test_reported_programs_rerun_with_the_same_verdict(smollm2, tmp_path):
+def test_reported_programs_rerun_with_the_same_completion(smollm2, tmp_path):
     llm, depth, slots = smollm2
     settings = SearchSettings(
         depth=depth, min_steps=depth // 2, max_steps=slots, mcts=MCTSConfig(8, wave=4)
     )
     evaluator = EngineEvaluator(llm, EXAMPLES)
     out = tmp_path / "supervision.jsonl"
-    progress = search_questions(
-        EXAMPLES, evaluator, settings, out, answers_of=evaluator.answers.get, show_progress=False
-    )
+    progress = search_questions(EXAMPLES, evaluator, settings, out, show_progress=False)
     assert progress.simulations == 8 * len(EXAMPLES)
     rows = {r["id"]: r for r in read_rows(out)}
     assert sum(r["base_correct"] for r in rows.values()) >= 2  # the questions are easy for it
@@ -58,31 +59,19 @@ def test_reported_programs_rerun_with_the_same_verdict(smollm2, tmp_path):
         text = run_alone(llm, example, program)
         expected = (example, program) in valid
         assert is_correct(text, example.answer) == expected, (format_program(program), text)
-        recorded = rows[example.id]["answers"][format_program(program)]
-        assert extract_answer(text) == recorded
+        recorded = next(
+            e for e in rows[example.id]["evaluations"] if e["program"] == format_program(program)
+        )
+        assert recorded["completion"] == text
+        assert recorded == {**recorded, **grade(text, example.answer)}
 
 
-def test_checked_completions_equal_decoding_from_the_prompt(smollm2):
-    """Reusing a question's known completion changes no token: every pair evaluated through a
-    check (confirmed whole, or decoded on from the confirmed prefix) gets the completion that
-    decoding it from the prompt alone gives."""
+def test_base_samples_are_identity_completions_at_the_temperature(smollm2):
     llm, depth, _ = smollm2
-    base = identity(depth)
-    programs = [tuple(i for i in base if i != skipped) for skipped in (2, 9, 17, 24, 28)] + [
-        (*range(16), 15, *range(16, depth)),
-        (*range(9), *range(5, depth)),
-        (*range(20), *range(24, depth)),
-    ]
-    pairs = [(e.id, p) for e in EXAMPLES for p in programs]
-    reusing = EngineEvaluator(llm, EXAMPLES, reuse=True)
-    reusing([(e.id, base) for e in EXAMPLES])
-    rewards = reusing(pairs)
-    assert reusing.stats.confirmed > 0 and reusing.stats.continued > 0  # both paths ran
-    assert reusing.stats.decoded == len(EXAMPLES)  # only the identities were decoded whole
-    decoding = EngineEvaluator(llm, EXAMPLES)
-    for pair, reward in zip(pairs, rewards):
-        assert decoding([pair]) == [reward]
-        question_id, program = pair
-        assert (
-            reusing.completions[question_id][program] == decoding.completions[question_id][program]
-        ), format_program(program)
+    evaluator = EngineEvaluator(llm, EXAMPLES)
+    samples = evaluator.sample({"easy/0": 6, "easy/1": 3, "easy/2": 0}, temperature=1.0)
+    assert {q: len(s) for q, s in samples.items()} == {"easy/0": 6, "easy/1": 3}
+    assert len({s["completion"] for s in samples["easy/0"]}) > 1  # sampled, not greedy
+    greedy = run_alone(llm, EXAMPLES[0], identity(depth))
+    cold = evaluator.sample({"easy/0": 2}, temperature=1e-4)["easy/0"]
+    assert [s["completion"] for s in cold] == [greedy, greedy]

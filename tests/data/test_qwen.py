@@ -1,5 +1,7 @@
-"""The arith levels get harder on the model they were calibrated on.
+"""On the real Qwen2.5-Coder-0.5B-Instruct (stock vLLM, float32): the arith levels get harder,
+and stopping at the first closed box changes nothing before it.
 
+Difficulty:
 Qwen2.5-Coder-0.5B-Instruct answers the first 24 test questions of levels 1, 3 and 5 greedily
 with the direct-answer prompt (stock vLLM, float32, 50 new tokens). Calibration on 50–100
 questions per level measured about 80 %, 35 % and under 10 %; the bounds below leave room for
@@ -8,8 +10,9 @@ the sampling noise of 24 questions.
 
 from __future__ import annotations
 
-from polar.answers import is_correct
+from polar.answers import extract_boxed, is_correct
 from polar.prompts import MAX_NEW_TOKENS, direct_answer_prompt
+from polar.stopping import STOP_AFTER_BOXED
 from polar.tasks import load_task
 
 QUESTIONS_PER_LEVEL = 24
@@ -34,3 +37,32 @@ def test_accuracy_falls_with_level(qwen_llm) -> None:
     assert accuracy[1] >= 0.55, accuracy
     assert accuracy[5] <= 0.2, accuracy
     assert accuracy[1] > accuracy[3] > accuracy[5], accuracy
+
+
+def test_stopping_after_the_box_keeps_the_completion_up_to_it(qwen_llm) -> None:
+    from vllm import SamplingParams
+
+    tokenizer = qwen_llm.get_tokenizer()
+    examples = [e for level in (1, 4) for e in load_task(f"arith-{level}", "val", limit=6)]
+    prompts = [direct_answer_prompt(e.question, tokenizer) for e in examples]
+    full, stopped = (
+        qwen_llm.generate(
+            prompts,
+            SamplingParams(
+                temperature=0.0, max_tokens=MAX_NEW_TOKENS, extra_args={STOP_AFTER_BOXED: stop}
+            ),
+            use_tqdm=False,
+        )
+        for stop in (False, True)
+    )
+    boxed = 0
+    for whole, cut in zip(full, stopped):
+        whole, cut = whole.outputs[0].text, cut.outputs[0].text
+        assert whole.startswith(cut)
+        if extract_boxed(whole) is not None:
+            boxed += 1
+            assert extract_boxed(cut) is not None and cut.endswith("}")
+            assert extract_boxed(cut[:-1]) is None  # cut right after the closing brace
+        else:
+            assert cut == whole
+    assert boxed >= 8  # Qwen boxes nearly every direct answer
