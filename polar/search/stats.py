@@ -18,6 +18,7 @@ from itertools import combinations
 from typing import Any
 
 from polar.answers import GRADINGS, normalize
+from polar.metrics import mcnemar
 from vllm_polar.program import Op, identity, to_segments
 
 Rows = list[dict[str, Any]]
@@ -61,24 +62,6 @@ def oracle_table(rows_by_space: dict[str, Rows], grading: str = "strict") -> dic
             entry[space] = share(at_level(rows, level), lambda r: solved(r, grading))
         table[level] = entry
     return table
-
-
-def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
-    """Paired comparison over the questions of both: ``only_a`` / ``only_b`` count questions
-    solved by one side alone; ``p_value`` is the exact two-sided McNemar test (binomial on the
-    discordant questions) of "neither side solves more questions than the other"."""
-    from scipy.stats import binomtest
-
-    shared = a.keys() & b.keys()
-    only_a = sum(a[q] and not b[q] for q in shared)
-    only_b = sum(b[q] and not a[q] for q in shared)
-    discordant = only_a + only_b
-    return {
-        "questions": len(shared),
-        "only_a": only_a,
-        "only_b": only_b,
-        "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
-    }
 
 
 def head_to_head(rows_by_space: dict[str, Rows]) -> dict[str, dict[str, Any]]:
