@@ -1,5 +1,5 @@
 # `make test` is the test command: it builds .venv/ if needed, lints, then runs the suite.
-.PHONY: venv lint test
+.PHONY: venv lint test demo
 
 venv:
 	bash scripts/setup-venv.sh
@@ -10,3 +10,6 @@ lint: venv
 
 test: lint
 	.venv/bin/python -m pytest
+
+demo: venv
+	.venv/bin/python scripts/demo.py

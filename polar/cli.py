@@ -10,7 +10,12 @@ import argparse
 import importlib
 import sys
 
-COMMANDS: list[str] = ["polar.models", "polar.predictor.cli", "polar.search.cli"]
+COMMANDS: list[str] = [
+    "polar.models",
+    "polar.predictor.cli",
+    "polar.search.cli",
+    "polar.evaluation.cli",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -406,9 +406,31 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+"""Predictor checkpoints that come with the project (one folder each)."""
+
+
+def shipped_predictors() -> dict[str, Path]:
+    """Name → folder of every predictor checkpoint shipped in ``checkpoints/``."""
+    if not SHIPPED_CHECKPOINTS.is_dir():
+        return {}
+    return {
+        folder.name: folder
+        for folder in sorted(SHIPPED_CHECKPOINTS.iterdir())
+        if (folder / "config.json").is_file()
+    }
+
+
 def run_list(args: argparse.Namespace) -> int:
     prepared = list_prepared(args.cache_dir)
     for name, recipe in RECIPES.items():
         where = str(prepared[name]) if name in prepared else "not prepared"
         print(f"{name:20s} {where}  ({recipe.description})")
+    for name, folder in shipped_predictors().items():
+        config = json.loads((folder / "config.json").read_text())
+        print(
+            f"{name:20s} {folder}  (predictor for {config['base_model']}: depth "
+            f"{config['num_layers']}, step budget {config['max_steps']}, encoder "
+            f"{config['encoder']}; --polar-predictor {folder})"
+        )
     return 0

@@ -2,7 +2,8 @@
 
 The model is asked for the final answer alone, in ``\\boxed{}``; search, training labels and
 evaluation all use this prompt and then generate at most ``MAX_NEW_TOKENS`` tokens (greedily,
-or sampled for the sampling baselines).
+or sampled for the sampling baselines). The predictor reads this prompt too, as serving sees
+it (:func:`predictor_input`).
 """
 
 from __future__ import annotations
@@ -35,3 +36,14 @@ def direct_answer_prompt(question: str, tokenizer=None) -> str:
         return text
     messages = [{"role": "user", "content": text}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def predictor_input(question: str, tokenizer=None) -> str:
+    """The text the predictor reads for ``question``: its prompt as the engine receives it,
+    decoded without special tokens (``vllm_polar.runtime.requests.prompt_text``), so training
+    sees what serving sees. Without a tokenizer, the bare user message."""
+    if tokenizer is None:
+        return direct_answer_text(question)
+    from vllm_polar.runtime.requests import prompt_text
+
+    return prompt_text(direct_answer_prompt(question, tokenizer), None, tokenizer)

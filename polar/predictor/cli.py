@@ -7,18 +7,38 @@ import json
 import sys
 from pathlib import Path
 
+from polar.predictor.training import MIN_STEPS, Hyperparameters
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a program predictor")
-    train.add_argument("--data", type=Path, required=True, help="supervision JSONL")
+    train.add_argument(
+        "--data", type=Path, nargs="+", required=True,
+        help="supervision JSONL file(s); rows of the same question are merged",
+    )  # fmt: skip
     train.add_argument("--encoder", required=True, help="sentence-transformers name or path")
     depth = train.add_mutually_exclusive_group(required=True)
-    depth.add_argument("--num-layers", type=int, help="depth D of the base model")
-    depth.add_argument("--base-model", help="base model (path or name); D from its config")
+    depth.add_argument(
+        "--base-model",
+        help="base model (path or name): D from its config, and the predictor reads each "
+        "question in its chat template, as serving does",
+    )
+    depth.add_argument(
+        "--num-layers", type=int,
+        help="depth D only: the predictor reads the bare prompt (for a model without template)",
+    )  # fmt: skip
     train.add_argument("--out", type=Path, required=True, help="checkpoint directory")
-    train.add_argument("--lr", type=float, default=5e-4)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--epochs", type=int, default=10)
+    defaults = Hyperparameters()
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument(
+        "--epochs", type=int, default=None,
+        help=f"default: as many as {MIN_STEPS} optimisation steps take",
+    )  # fmt: skip
+    train.add_argument(
+        "--patience", type=int, default=defaults.patience,
+        help="stop after this many epochs without a lower validation loss",
+    )  # fmt: skip
     train.add_argument(
         "--grid", action="store_true", help="search the paper's lr x batch x epochs grid"
     )
@@ -40,7 +60,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_threads_argument(train)
     train.set_defaults(func=run_train)
 
-    predict = subparsers.add_parser("predict", help="top-k programs for a question")
+    predict = subparsers.add_parser(
+        "predict",
+        help="top-k programs for a question",
+        description="The predictor reads the question in the direct-answer prompt of the "
+        "checkpoint's base model, as a served request gives it.",
+    )
     predict.add_argument("--ckpt", type=Path, required=True, help="checkpoint directory")
     predict.add_argument("--k", type=int, default=5, help="number of distinct programs")
     predict.add_argument("--min-steps", type=int, default=1, help="fewest executed steps")
@@ -88,12 +113,16 @@ def set_threads(threads: int | None) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from polar.predictor.fit import fit
     from polar.predictor.resolve import model_depth
-    from polar.predictor.training import PAPER_GRID, Hyperparameters
+    from polar.predictor.training import PAPER_GRID
 
     set_threads(args.threads)
     try:
         num_layers = args.num_layers or model_depth(args.base_model)
-        grid = PAPER_GRID if args.grid else [Hyperparameters(args.lr, args.batch_size, args.epochs)]
+        grid = (
+            PAPER_GRID
+            if args.grid
+            else [Hyperparameters(args.lr, args.batch_size, args.epochs, args.patience)]
+        )
         config = fit(
             args.data,
             args.encoder,
@@ -117,8 +146,17 @@ def run_train(args: argparse.Namespace) -> int:
     print(
         f"saved {args.out}: depth {num_layers}, step budget {config.max_steps}, "
         f"val top-1 {selected['top1']:.3f} (lr {selected['lr']}, batch {selected['batch_size']}, "
-        f"epochs {selected['epochs']}, best epoch {selected['best_epoch']})"
+        f"best epoch {selected['best_epoch']} of {selected['epochs_run']}, "
+        f"{selected['steps']} steps)"
     )
+    baseline = config.training["majority_baseline"]
+    if not config.training["beats_majority"]:
+        print(
+            f"polar train: warning: validation top-1 {selected['top1']:.3f} is no better than "
+            f"always answering the most common program ({baseline['top1']:.3f}): the predictor "
+            "has learnt nothing the data did not give for free",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -129,7 +167,7 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         predictor = load(args.ckpt, encoder=args.encoder)
         candidates = predictor.predict(
-            [args.question],
+            [question_input(args.question, predictor.config.base_model)],
             args.k,
             min_steps=args.min_steps,
             max_steps=args.max_steps,
@@ -145,6 +183,19 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([candidate.to_json() for candidate in candidates]))
     return 0
+
+
+def question_input(question: str, base_model: str | None) -> str:
+    """What the predictor reads for a question: its prompt as the base model is served it."""
+    from polar.predictor.resolve import resolve_model
+    from polar.prompts import predictor_input
+
+    tokenizer = None
+    if base_model is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(base_model))
+    return predictor_input(question, tokenizer)
 
 
 def run_import(args: argparse.Namespace) -> int:

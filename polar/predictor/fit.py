@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,12 +12,13 @@ from polar.predictor.checkpoint import CheckpointConfig, save
 from polar.predictor.encoder import TokenEmbeddingCache
 from polar.predictor.labels import build_labels, read_supervision
 from polar.predictor.network import NetworkConfig, PredictorNetwork
-from polar.predictor.resolve import model_id
+from polar.predictor.resolve import model_id, resolve_model
 from polar.predictor.training import Hyperparameters, train
+from polar.prompts import predictor_input
 
 
 def fit(
-    data: Path,
+    data: Path | Sequence[Path],
     encoder: str,
     num_layers: int,
     out: Path,
@@ -32,19 +34,30 @@ def fit(
     num_blocks: int = 2,
     cache_dir: Path | None = None,
 ) -> CheckpointConfig:
-    """Train on ``data`` for a depth-``num_layers`` model and save the selected checkpoint.
+    """Train on ``data`` (one supervision file or several: rows of the same question are
+    merged) for a depth-``num_layers`` model and save the selected checkpoint.
 
-    ``grid`` defaults to one run with the default :class:`Hyperparameters`. ``max_steps`` is
-    the step budget (programs above it are dropped); it defaults to the most executed steps
-    among the training programs. Token embeddings are cached under ``cache_dir`` (default:
-    ``token_embeddings`` in the ``polar.models`` cache root).
+    The predictor reads each question as serving will: its direct-answer prompt in
+    ``base_model``'s chat template (:func:`polar.prompts.predictor_input`; the bare message
+    when no base model is given). ``grid`` defaults to one run with the default
+    :class:`Hyperparameters`. ``max_steps`` is the step budget (programs above it are dropped);
+    it defaults to the most executed steps among the training programs. Token embeddings are
+    cached under ``cache_dir`` (default: ``token_embeddings`` in the ``polar.models`` cache
+    root).
     """
     if max_steps is not None and not 1 <= max_steps <= 2 * num_layers:
         raise ValueError(f"max_steps must be in [1, {2 * num_layers}], got {max_steps}")
-    labels = build_labels(read_supervision(data), num_layers, identity_weight, max_steps)
+    files = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    rows = [row for path in files for row in read_supervision(path)]
+    labels = build_labels(rows, num_layers, identity_weight, max_steps)
     budget = max_steps or labels.stats.max_steps_observed
+    tokenizer = None
+    if base_model is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(base_model))
     cache = TokenEmbeddingCache(cache_dir or cache_root() / "token_embeddings", encoder)
-    embeddings = cache.get(labels.questions)
+    embeddings = cache.get([predictor_input(q, tokenizer) for q in labels.questions])
     network_config = NetworkConfig(
         encoder_dim=embeddings[0].shape[-1],
         num_layers=num_layers,
@@ -52,7 +65,7 @@ def fit(
         num_heads=num_heads,
         num_blocks=num_blocks,
     )
-    best, runs = train(
+    best, runs, baseline = train(
         network_config,
         grid or [Hyperparameters()],
         embeddings,
@@ -70,14 +83,19 @@ def fit(
         max_steps=budget,
         max_steps_observed=labels.stats.max_steps_observed,
         training={
-            "data": str(Path(data).resolve()),
-            "data_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest(),
+            "data": [str(path.resolve()) for path in files],
+            "data_sha256": [hashlib.sha256(path.read_bytes()).hexdigest() for path in files],
+            "input": "direct-answer prompt"
+            + (" in the base model's chat template" if tokenizer is not None else "")
+            + ", special tokens removed",
             "labels": asdict(labels.stats),
             "identity_weight": identity_weight,
             "seed": seed,
             "val_fraction": val_fraction,
             "selected": best.summary(),
             "grid": [run.summary() for run in runs],
+            "majority_baseline": baseline,
+            "beats_majority": best.evaluation.top1 > baseline["top1"],
         },
     )
     save(out, network, config)

@@ -1,15 +1,20 @@
-"""Training: AdamW, 10 warm-up steps then cosine decay, validation-based selection.
+"""Training: AdamW, 10 warm-up steps then cosine decay, early stopping, validation selection.
 
 Loss per question = BCE(boundary logits, boundary targets) averaged over the ``D`` layers
 + cross-entropy of the op logits at segment starts, averaged over the (weighted) segment starts.
-The selected weights are those of the epoch, over every run of the grid, with the best
-validation top-1 rate (the top-1 decoded program is one of the question's valid programs),
-ties broken by the lower validation loss. Runs are seeded and deterministic.
+
+A run trains for ``epochs`` epochs — by default as many as ``MIN_STEPS`` optimisation steps
+take, whatever the data size (at most ``MAX_EPOCHS``) — and stops early once the validation
+loss has not improved for ``patience`` epochs; it keeps the weights of its lowest validation
+loss. Over a grid of runs, the selected one has the best validation top-1 rate (the top-1
+decoded program is one of the question's valid programs), ties broken by the lower validation
+loss. Runs are seeded and deterministic.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -25,20 +30,35 @@ from polar.predictor.network import NetworkConfig, PredictorNetwork
 WARMUP_STEPS = 10
 WEIGHT_DECAY = 0.01
 EVAL_BATCH_SIZE = 256
+MIN_STEPS = 1000
+"""Optimisation steps a run with the default epoch count takes (unless it stops early)."""
+MAX_EPOCHS = 500
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    lr: float = 5e-4
-    batch_size: int = 128
-    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int | None = None
+    """None: enough epochs for ``MIN_STEPS`` steps on the training split."""
+    patience: int = 20
+    """Epochs without a lower validation loss before the run stops."""
 
     def __post_init__(self):
-        if not (self.lr > 0 and self.batch_size >= 1 and self.epochs >= 1):
-            raise ValueError(f"need lr > 0, batch_size >= 1 and epochs >= 1, got {self}")
+        if not (self.lr > 0 and self.batch_size >= 1 and self.patience >= 1):
+            raise ValueError(f"need lr > 0, batch_size >= 1 and patience >= 1, got {self}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"need epochs >= 1 (or None for the default), got {self.epochs}")
+
+    def epochs_for(self, num_train: int) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        steps_per_epoch = math.ceil(num_train / self.batch_size)
+        return min(MAX_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
 
     def __str__(self) -> str:
-        return f"lr {self.lr:g}, batch {self.batch_size}, epochs {self.epochs}"
+        epochs = "auto" if self.epochs is None else self.epochs
+        return f"lr {self.lr:g}, batch {self.batch_size}, epochs {epochs}"
 
 
 PAPER_GRID = [
@@ -57,15 +77,23 @@ class Evaluation:
 
 @dataclass
 class RunResult:
-    """Best epoch of one grid point."""
+    """Best epoch (lowest validation loss) of one grid point."""
 
     hyperparameters: Hyperparameters
     epoch: int
+    epochs_run: int
+    steps: int
     evaluation: Evaluation
     state_dict: dict[str, torch.Tensor]
 
     def summary(self) -> dict:
-        return {**asdict(self.hyperparameters), "best_epoch": self.epoch, **asdict(self.evaluation)}
+        return {
+            **asdict(self.hyperparameters),
+            "best_epoch": self.epoch,
+            "epochs_run": self.epochs_run,
+            "steps": self.steps,
+            **asdict(self.evaluation),
+        }
 
 
 def segment_loss(
@@ -149,20 +177,22 @@ def train_run(
     seed: int,
     max_steps: int,
 ) -> RunResult:
-    """Train one grid point; return its best epoch on the validation split."""
+    """Train one grid point; return its epoch of lowest validation loss."""
     torch.manual_seed(seed)
     network = PredictorNetwork(network_config)
     train_indices, val_indices = split
+    epochs = hyperparameters.epochs_for(len(train_indices))
     steps_per_epoch = math.ceil(len(train_indices) / hyperparameters.batch_size)
-    total_steps = steps_per_epoch * hyperparameters.epochs
+    total_steps = steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=hyperparameters.lr, weight_decay=WEIGHT_DECAY
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps))
     shuffle = torch.Generator().manual_seed(seed)
     best: RunResult | None = None
+    steps = 0
     progress = tqdm(total=total_steps, desc=f"train ({hyperparameters})", leave=False)
-    for epoch in range(1, hyperparameters.epochs + 1):
+    for epoch in range(1, epochs + 1):
         network.train()
         order = torch.randperm(len(train_indices), generator=shuffle).tolist()
         for start in range(0, len(order), hyperparameters.batch_size):
@@ -173,17 +203,28 @@ def train_run(
             loss.backward()
             optimizer.step()
             schedule.step()
+            steps += 1
             progress.update()
             progress.set_postfix(loss=f"{loss.item():.4f}")
         evaluation = evaluate(network, embeddings, labels, val_indices, max_steps)
-        if best is None or (evaluation.top1, -evaluation.loss) > (
-            best.evaluation.top1,
-            -best.evaluation.loss,
-        ):
+        if best is None or evaluation.loss < best.evaluation.loss:
             state = {name: t.detach().clone() for name, t in network.state_dict().items()}
-            best = RunResult(hyperparameters, epoch, evaluation, state)
+            best = RunResult(hyperparameters, epoch, epoch, steps, evaluation, state)
+        best.epochs_run, best.steps = epoch, steps
+        if epoch - best.epoch >= hyperparameters.patience:
+            break
     progress.close()
     return best
+
+
+def majority_top1(labels: Labels, split: tuple[list[int], list[int]]) -> dict:
+    """The baseline a predictor must beat: always answering the program valid for the most
+    training questions; its validation top-1 rate."""
+    train_indices, val_indices = split
+    counts = Counter(p for i in train_indices for p in labels.valid_programs[i])
+    program, _ = counts.most_common(1)[0]
+    hits = sum(program in labels.valid_programs[i] for i in val_indices)
+    return {"program": list(program), "top1": hits / len(val_indices)}
 
 
 def train(
@@ -195,12 +236,13 @@ def train(
     seed: int,
     val_fraction: float,
     max_steps: int,
-) -> tuple[RunResult, list[RunResult]]:
-    """Train every grid point; return the selected run and all runs (grid order)."""
+) -> tuple[RunResult, list[RunResult], dict]:
+    """Train every grid point; return the selected run, all runs (grid order) and the
+    majority-program baseline on the same validation split (:func:`majority_top1`)."""
     split = split_indices(len(labels.questions), val_fraction, seed)
     runs = [
         train_run(network_config, hyperparameters, embeddings, labels, split, seed, max_steps)
         for hyperparameters in tqdm(grid, desc="grid", disable=len(grid) == 1)
     ]
     best = max(runs, key=lambda run: (run.evaluation.top1, -run.evaluation.loss))
-    return best, runs
+    return best, runs, majority_top1(labels, split)

@@ -13,6 +13,7 @@ from polar.predictor.decoding import decode_batch
 from polar.predictor.encoder import encode_tokens, pad_tokens
 from polar.predictor.network import NetworkConfig, PredictorNetwork, count_parameters
 from tests.predictor.synthetic import SYNTHETIC_DEPTH, TOPIC_PROGRAMS
+from tests.runtime.tiny import build_tokenizer
 from vllm_polar.program import format_program
 
 QUESTION = "Ben has 3 trains. A friend gives Ben 4 more trains. How many trains now?"
@@ -189,6 +190,7 @@ def test_cli_train_reads_depth_from_base_model(
     (base_model / "config.json").write_text(
         json.dumps({"model_type": "llama", "num_hidden_layers": SYNTHETIC_DEPTH})
     )
+    build_tokenizer().save_pretrained(base_model)  # the predictor reads prompts in its tokens
     out = tmp_path / "ckpt"
     argv = ["train", "--data", str(synthetic_train[0]), "--encoder", encoder_path]
     argv += ["--base-model", str(base_model), "--out", str(out), "--epochs", "1"]

@@ -8,8 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 import polar.predictor.encoder as encoder_module
+from polar.cli import main
 from polar.predictor.checkpoint import load
 from polar.predictor.fit import fit
+from polar.predictor.labels import write_supervision
 from polar.predictor.training import (
     WARMUP_STEPS,
     Hyperparameters,
@@ -17,7 +19,14 @@ from polar.predictor.training import (
     split_indices,
     warmup_cosine,
 )
-from tests.predictor.synthetic import SYNTHETIC_DEPTH, SYNTHETIC_TRAINING
+from polar.prompts import predictor_input
+from tests.predictor.synthetic import (
+    HELD_OUT_NAMES,
+    SYNTHETIC_DEPTH,
+    SYNTHETIC_TRAINING,
+    TRAIN_NAMES,
+    synthetic_rows,
+)
 from vllm_polar.program import Op
 
 
@@ -57,7 +66,8 @@ def test_split_is_seeded_and_disjoint():
 
 
 def top1_accuracy(predictor, rows) -> float:
-    predictions = predictor.predict([row.question for row in rows], k=1)
+    """Top-1 on the text the predictor was trained to read (no base model: the bare prompt)."""
+    predictions = predictor.predict([predictor_input(row.question) for row in rows], k=1)
     hits = [c[0].program == row.valid_programs[0] for c, row in zip(predictions, rows)]
     return sum(hits) / len(rows)
 
@@ -126,3 +136,46 @@ def test_grid_selects_on_validation_without_re_encoding(
     best = max(runs, key=lambda r: (r["top1"], -r["loss"]))
     assert config.training["selected"] == best
     assert best["lr"] == 3e-3  # one epoch at lr 1e-4 cannot learn the topics
+
+
+def test_defaults_converge_on_a_few_hundred_questions(tmp_path, encoder_path, embedding_cache):
+    """240 questions (40 per topic) with the default hyper-parameters: enough steps whatever
+    the data size, then early stopping; unseen questions of the same kinds get their topic's
+    program."""
+    rows = synthetic_rows(per_topic=40, names=TRAIN_NAMES, seed=3)
+    write_supervision(rows, tmp_path / "data.jsonl")
+    config = fit(
+        tmp_path / "data.jsonl",
+        encoder_path,
+        SYNTHETIC_DEPTH,
+        tmp_path / "ckpt",
+        hidden_size=64,
+        cache_dir=embedding_cache,
+    )
+    selected = config.training["selected"]
+    assert selected["epochs"] is None  # the default: epochs from the data size
+    assert selected["steps"] >= selected["best_epoch"] * math.ceil(216 / 32)
+    assert selected["epochs_run"] - selected["best_epoch"] <= selected["patience"]
+    assert config.training["beats_majority"]
+    predictor = load(tmp_path / "ckpt", expected_num_layers=SYNTHETIC_DEPTH)
+    held_out = synthetic_rows(per_topic=5, names=HELD_OUT_NAMES, seed=11)
+    assert top1_accuracy(predictor, held_out) >= 0.95
+
+
+def test_train_warns_when_the_predictor_is_no_better_than_the_most_common_program(
+    tmp_path, encoder_path, embedding_cache, capsys
+):
+    rows = synthetic_rows(per_topic=8, names=TRAIN_NAMES, seed=4)
+    for row in rows:
+        row.valid_programs = [tuple(range(SYNTHETIC_DEPTH))]  # every question: the identity
+    write_supervision(rows, tmp_path / "data.jsonl")
+    argv = ["train", "--data", str(tmp_path / "data.jsonl"), "--encoder", encoder_path]
+    argv += ["--num-layers", str(SYNTHETIC_DEPTH), "--out", str(tmp_path / "ckpt")]
+    argv += ["--hidden-size", "32", "--epochs", "3", "--cache-dir", str(embedding_cache)]
+    assert main(argv) == 0
+    assert "no better than always answering the most common program (1.000)" in (
+        capsys.readouterr().err
+    )
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["training"]["majority_baseline"]["program"] == list(range(SYNTHETIC_DEPTH))
+    assert not config["training"]["beats_majority"]

@@ -120,14 +120,16 @@ def child_programs(extra_args: dict | None) -> list[list[int]] | None:
 
 
 def prompt_text(prompt: object, token_ids: list[int] | None, tokenizer) -> str:
-    """The text the predictor reads: the prompt string when the caller gave one, else the
-    decoded prompt tokens (e.g. a rendered chat conversation)."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, dict) and isinstance(prompt.get("prompt"), str):
-        return prompt["prompt"]
+    """The text the predictor reads, the same wherever a prompt comes from: the prompt's token
+    ids (``token_ids``, else the prompt's own, else the tokenized prompt string) decoded without
+    special tokens.  A chat request and the completion request of its rendered conversation
+    give the same text; training renders its questions the same way
+    (``polar.prompts.predictor_input``).  Empty when there is nothing to decode."""
     if token_ids is None and isinstance(prompt, dict):
         token_ids = prompt.get("prompt_token_ids")
-    if token_ids is None or tokenizer is None:
-        return ""
+    if token_ids is None:
+        text = prompt.get("prompt") if isinstance(prompt, dict) else prompt
+        if not isinstance(text, str) or tokenizer is None:
+            return ""
+        token_ids = tokenizer.encode(text)
     return tokenizer.decode(token_ids, skip_special_tokens=True)
