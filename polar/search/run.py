@@ -147,10 +147,11 @@ def remember(results: Results, row: dict[str, Any]) -> None:
 
 
 def write_stats(out: Path, spaces: Sequence[str], settings: SearchSettings, folder: Path) -> dict:
-    """``search_stats.json`` and the plots in ``folder`` from the rows in the output files (and
-    the controls and recheck files beside them, when they exist)."""
+    """``search_stats.json``, its tables (``search_stats.md``) and the plots in ``folder``, from
+    the rows in the output files (and the controls and recheck files beside them, if any)."""
     from polar.search.plots import write_plots
     from polar.search.stats import search_stats
+    from polar.search.tables import markdown
 
     rows = {space: read_rows(path) for space, path in output_paths(out, spaces).items()}
     budgets = range(settings.min_steps, settings.max_steps + 1)
@@ -165,6 +166,7 @@ def write_stats(out: Path, spaces: Sequence[str], settings: SearchSettings, fold
     stats["settings"] = asdict(settings)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "search_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    (folder / "search_stats.md").write_text(markdown(stats))
     write_plots(stats, folder)
     return stats
 

@@ -226,3 +226,5 @@ def test_write_stats_writes_json_and_plots(tmp_path):
     # the planted sampler is right from its 2nd try at T = 1.0: every question has >= 2 tries
     assert stats["controls"]["strict"]["skip"]["all"]["sampling"]["1.0"] == 1.0
     assert len(list((tmp_path / "stats").glob("*.png"))) == 7
+    tables = (tmp_path / "stats" / "search_stats.md").read_text()
+    assert "| all | 4 | 50.0 | " in tables and "Skip&Loop (strict): oracle against" in tables
