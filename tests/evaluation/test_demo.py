@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(1800)  # two engine starts and a server on a shared 2-core machine
 def test_demo_serves_queries_evaluates_and_stops_the_server(tiny_predictor, tmp_path):
     ckpt, _ = tiny_predictor
     port = free_port()
@@ -19,7 +22,7 @@ def test_demo_serves_queries_evaluates_and_stops_the_server(tiny_predictor, tmp_
     command += ["--ckpt", str(ckpt), "--selection", str(tmp_path / "none.json")]
     command += ["--per-level", "1", "--k", "2", "--port", str(port), "--out", str(tmp_path)]
     command += ["--val-per-level", "1", "--fixed-candidates", "1", "--temperatures", "1.0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1700)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "server ready at http://127.0.0.1:" in out and "server stopped" in out
