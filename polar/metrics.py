@@ -58,3 +58,8 @@ def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
         "only_b": only_b,
         "p_value": binomtest(only_a, discordant).pvalue if discordant else 1.0,
     }
+
+
+def percent(value: float | None) -> str:
+    """A share as a percentage with one decimal (``–`` for none), for tables."""
+    return "–" if value is None else f"{100 * value:.1f}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from polar.answers import GRADINGS
-from polar.metrics import mcnemar, pass_at, ranked_pass_at, wilson
+from polar.metrics import mcnemar, pass_at, percent, ranked_pass_at, wilson
 
 LABELS = {
     "base": "Base τ=0",
@@ -99,10 +99,6 @@ def metrics(runs: dict[str, Any], k: int, ranked: set[str]) -> dict[str, Any]:
                 tests[f"polar_pass@{k}_vs_{name}"] = mcnemar(polar_k, solved_within(run, k))
     result["tests"] = tests
     return result
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def cell(entry: dict[str, Any], key: str) -> str:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from polar.metrics import percent
+
 SPACE_NAMES = {"skip_loop": "Skip&Loop", "skip": "Skip", "loop": "Loop"}
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def oracle_markdown(stats: dict[str, Any], key: str) -> list[str]:
