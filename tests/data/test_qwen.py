@@ -4,7 +4,7 @@ and stopping at the first closed box changes nothing before it.
 Difficulty:
 Qwen2.5-Coder-0.5B-Instruct answers the first 24 test questions of levels 1, 3 and 5 greedily
 with the direct-answer prompt (stock vLLM, float32, 50 new tokens). Calibration on 50–100
-questions per level measured about 80 %, 35 % and under 10 %; the bounds below leave room for
+questions per level measured about 65 %, 20 % and under 5 %; the bounds below leave room for
 the sampling noise of 24 questions.
 """
 
@@ -43,7 +43,7 @@ def test_stopping_after_the_box_keeps_the_completion_up_to_it(qwen_llm) -> None:
     from vllm import SamplingParams
 
     tokenizer = qwen_llm.get_tokenizer()
-    examples = [e for level in (1, 4) for e in load_task(f"arith-{level}", "val", limit=6)]
+    examples = [e for level in (1, 2, 4) for e in load_task(f"arith-{level}", "val", limit=6)]
     prompts = [direct_answer_prompt(e.question, tokenizer) for e in examples]
     full, stopped = (
         qwen_llm.generate(
@@ -65,4 +65,6 @@ def test_stopping_after_the_box_keeps_the_completion_up_to_it(qwen_llm) -> None:
             assert extract_boxed(cut[:-1]) is None  # cut right after the closing brace
         else:
             assert cut == whole
-    assert boxed >= 8  # Qwen boxes nearly every direct answer
+    # Qwen boxes most direct answers (86 % over the validation split): the cut is exercised on
+    # many completions, whichever kernels this CPU picks.
+    assert boxed >= len(examples) // 2, boxed

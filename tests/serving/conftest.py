@@ -12,6 +12,7 @@ from polar.models import prepare
 from polar.predictor.checkpoint import load
 from polar.predictor.fit import fit
 from polar.predictor.labels import write_supervision
+from polar.prompts import direct_answer_prompt, predictor_input
 from tests.predictor.synthetic import (
     HELD_OUT_NAMES,
     SYNTHETIC_TRAINING,
@@ -34,6 +35,16 @@ def questions(per_topic: int = 2) -> list[str]:
     """Held-out questions (names unseen in training), ``per_topic`` per topic."""
     rows = synthetic_rows(per_topic, HELD_OUT_NAMES, seed=7, topic_programs=TOPIC_PROGRAMS)
     return [row.question for row in rows]
+
+
+def served_prompts(tokenizer, per_topic: int = 2) -> tuple[list[str], list[str]]:
+    """Held-out questions as a user sends them (the direct-answer prompt in the model's template,
+    the form the predictor was trained on) and the text the predictor reads for each."""
+    held_out = questions(per_topic)
+    return (
+        [direct_answer_prompt(q, tokenizer) for q in held_out],
+        [predictor_input(q, tokenizer) for q in held_out],
+    )
 
 
 def greedy(n: int = 1) -> SamplingParams:

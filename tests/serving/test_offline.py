@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.serving.conftest import DEPTH, TOPIC_PROGRAMS, greedy, questions
+from tests.serving.conftest import DEPTH, greedy, questions, served_prompts
 from vllm_polar.program import format_program, identity
 
 
@@ -11,9 +11,11 @@ def texts(outputs) -> list[str]:
 
 
 def test_polar_runs_the_predictors_top1_program(offline_llm, predictor):
-    prompts = questions()
-    top1 = [c[0].program for c in predictor.predict(prompts, 1)]
-    assert set(top1) == set(TOPIC_PROGRAMS.values())  # the predictor learned the topics
+    prompts, predictor_texts = served_prompts(offline_llm.get_tokenizer())
+    top1 = [c[0].program for c in predictor.predict(predictor_texts, 1)]
+    # A mixed batch: the prompts get different programs (how well the predictor learned the
+    # topics is tests/predictor's business).
+    assert len(set(top1)) >= 2
     outputs = offline_llm.generate(prompts, greedy(), polar=True)
     for output, program in zip(outputs, top1):
         ran = output.outputs[0].polar
