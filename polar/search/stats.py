@@ -142,29 +142,34 @@ def oracle_curve(
     rows_by_space: dict[str, Rows], controls: Rows, grading: str = "strict"
 ) -> dict[str, Any]:
     """Per space and level, at 1, 2, 5, 10, … simulations: the oracle over the programs reached
-    so far, the mean number of distinct programs reached, and — over the questions with
-    controls — the controls with as many tries as that (sampling at its best temperature at
-    each point)."""
+    so far, the mean number of distinct programs reached, and the controls with as many tries
+    as that (sampling at its best temperature at each point).  When some questions have
+    controls, every row is over those questions only (``n``), so the rows compare alike."""
     control_of = {c["id"]: c for c in controls}
     curves: dict[str, Any] = {}
     for space, rows in rows_by_space.items():
         budgets = curve_budgets(rows)
         controlled = [r for r in rows if r["id"] in control_of]
         temperatures = list(control_of[controlled[0]["id"]]["sampling"]) if controlled else []
+        compared = controlled or rows
         curves[space] = {"simulations": budgets}
-        for level in level_keys(rows):
-            entry: dict[str, list] = {"oracle": [], "tries": [], "random": [], "sampling": []}
+        for level in level_keys(compared):
+            picked = at_level(compared, level)
+            entry: dict[str, Any] = {
+                "n": len(picked),
+                "oracle": [],
+                "tries": [],
+                "random": [],
+                "sampling": [],
+            }
             for budget in budgets:
-                reached = {
+                tries = {
                     r["id"]: sum(e["simulation"] <= budget for e in r["evaluations"])
-                    for r in at_level(rows, level)
+                    for r in picked
                 }
-                entry["oracle"].append(
-                    rate({r["id"]: solved(r, grading, budget) for r in at_level(rows, level)})
-                )
-                entry["tries"].append(mean(list(reached.values())))
-                tries = {r["id"]: reached[r["id"]] for r in at_level(controlled, level)}
-                if tries:
+                entry["oracle"].append(rate({r["id"]: solved(r, grading, budget) for r in picked}))
+                entry["tries"].append(mean(list(tries.values())))
+                if controlled:
                     entry["random"].append(
                         rate(control_hits(control_of, tries, space, "random", grading))
                     )

@@ -54,7 +54,8 @@ def curve_markdown(stats: dict[str, Any]) -> list[str]:
         entry = curve["all"]
         lines += [
             "",
-            f"{SPACE_NAMES[space]}, all levels: solved (%) by simulations",
+            f"{SPACE_NAMES[space]}, all levels: solved (%) by simulations "
+            f"({entry['n']} questions{' with controls' if entry['sampling'] else ''})",
             "",
             "| simulations | " + " | ".join(str(s) for s in curve["simulations"]) + " |",
             "|---|" + "---|" * len(curve["simulations"]),

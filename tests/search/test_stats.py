@@ -185,6 +185,13 @@ def test_controls_and_curve_on_hand_made_rows():
     assert curve["all"]["random"] == [1 / 3, 2 / 3, 2 / 3, 2 / 3]
     # best temperature at each point: 1.0 (c) at 1 and 2 simulations; 0.3 (a) ties it later
     assert curve["all"]["sampling"] == [1 / 3, 1 / 3, 1 / 3, 1 / 3]
+    assert curve["all"]["n"] == 3
+
+    # c without controls: every row of the curve is over a and b only, the oracle included
+    partial = oracle_curve({"loop": [a, b, c]}, controls[:2])["loop"]
+    assert partial["all"]["n"] == 2 and "2" not in partial
+    assert partial["all"]["oracle"] == [1 / 2, 1 / 2, 1.0, 1.0]
+    assert partial["all"]["random"] == [1 / 2, 1.0, 1.0, 1.0]
 
 
 def test_random_programs_walk_the_space_to_the_depths_of_the_search():
