@@ -83,7 +83,7 @@ def fit(
         max_steps=budget,
         max_steps_observed=labels.stats.max_steps_observed,
         training={
-            "data": [str(path.resolve()) for path in files],
+            "data": [str(path) for path in files],  # as given; the digests pin the contents
             "data_sha256": [hashlib.sha256(path.read_bytes()).hexdigest() for path in files],
             "input": "direct-answer prompt"
             + (" in the base model's chat template" if tokenizer is not None else "")
