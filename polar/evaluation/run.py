@@ -24,6 +24,7 @@ of ``ood``. Every completion, graded strictly and leniently, goes to ``completio
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import sys
@@ -335,8 +336,10 @@ def evaluate(settings: EvalSettings, out: Path) -> dict[str, Any]:
 
     checkpoint = read_config(Path(settings.ckpt))
     if not settings.supervision:
-        data = checkpoint.training.get("data")
-        settings = EvalSettings(**{**asdict(settings), "supervision": tuple(data or ())})
+        data = [
+            os.path.normpath(Path(settings.ckpt) / d) for d in checkpoint.training.get("data", [])
+        ]
+        settings = EvalSettings(**{**asdict(settings), "supervision": tuple(data)})
     examples = select_examples(settings.task, settings.split, settings.limit, settings.per_level)
     validation = select_examples(
         settings.task, settings.val_split, per_level=settings.val_per_level

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -83,7 +84,8 @@ def fit(
         max_steps=budget,
         max_steps_observed=labels.stats.max_steps_observed,
         training={
-            "data": [str(path) for path in files],  # as given; the digests pin the contents
+            # relative to the checkpoint, so the record holds wherever the two move together
+            "data": [os.path.relpath(path.resolve(), Path(out).resolve()) for path in files],
             "data_sha256": [hashlib.sha256(path.read_bytes()).hexdigest() for path in files],
             "input": "direct-answer prompt"
             + (" in the base model's chat template" if tokenizer is not None else "")
