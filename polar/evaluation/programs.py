@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
-from vllm_polar.program import K_MAX, Op, Program, from_segments
+from polar.predictor.segments import K_MAX, Op, from_segments
+from vllm_polar.program import Program
 
 RETRIES = 100
 """Draws per program before a question settles for fewer distinct random programs."""

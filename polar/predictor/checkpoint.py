@@ -30,7 +30,7 @@ from sentence_transformers import SentenceTransformer
 from polar.predictor.encoder import encode_tokens, load_encoder
 from polar.predictor.network import NetworkConfig, PredictorNetwork, count_parameters
 from polar.predictor.predictor import Predictor
-from vllm_polar.program import K_MAX
+from polar.predictor.segments import K_MAX
 
 FORMAT = "polar-predictor"
 VERSION = 1

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vllm_polar.program import K_MAX, Op, Program, format_program, from_segments
+from polar.predictor.segments import K_MAX, Op, from_segments
+from vllm_polar.program import Program, format_program
 
 NUM_OPS = len(Op)
 

@@ -23,15 +23,8 @@ from pathlib import Path
 
 import torch
 
-from vllm_polar.program import (
-    Op,
-    Program,
-    ProgramError,
-    SegmentForm,
-    identity,
-    to_segments,
-    validate,
-)
+from polar.predictor.segments import Op, SegmentForm, to_segments
+from vllm_polar.program import Program, ProgramError, identity, validate
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vllm_polar.program import Op
+from polar.predictor.segments import Op
 
 
 @dataclass(frozen=True)

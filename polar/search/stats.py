@@ -19,7 +19,8 @@ from typing import Any
 
 from polar.answers import GRADINGS, normalize
 from polar.metrics import mcnemar
-from vllm_polar.program import Op, identity, to_segments
+from polar.predictor.segments import Op, to_segments
+from vllm_polar.program import identity
 
 Rows = list[dict[str, Any]]
 NEAR = 10

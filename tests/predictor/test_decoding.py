@@ -14,7 +14,8 @@ from polar.predictor.decoding import (
     decode_batch,
     decode_boundaries,
 )
-from vllm_polar.program import K_MAX, Op, format_program, from_segments
+from polar.predictor.segments import K_MAX, Op, from_segments
+from vllm_polar.program import format_program
 
 
 def valid_mask(mask) -> bool:

@@ -16,8 +16,9 @@ from polar.predictor.labels import (
     read_supervision,
     write_supervision,
 )
-from tests.test_program import segment_forms
-from vllm_polar.program import ProgramError, from_segments, identity, to_segments
+from polar.predictor.segments import from_segments, to_segments
+from tests.predictor.test_segments import segment_forms
+from vllm_polar.program import ProgramError, identity
 
 
 @st.composite

@@ -12,6 +12,7 @@ from polar.cli import main
 from polar.predictor.checkpoint import load
 from polar.predictor.fit import fit
 from polar.predictor.labels import write_supervision
+from polar.predictor.segments import Op
 from polar.predictor.training import (
     WARMUP_STEPS,
     Hyperparameters,
@@ -27,7 +28,6 @@ from tests.predictor.synthetic import (
     TRAIN_NAMES,
     synthetic_rows,
 )
-from vllm_polar.program import Op
 
 
 def test_warmup_then_cosine():
