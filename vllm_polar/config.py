@@ -10,6 +10,8 @@ Users enable PoLar with ``additional_config={"polar": {...}}`` (offline) or
                checkpoint's step budget.
 ``predictor``  path of a predictor checkpoint (``polar train``): requests without a program
                get the predictor's top-1 program (top-k for ``n = k``).  Its depth must be D.
+``predictor_timeout_s``  longest a request waits for its prediction before it runs the
+               identity program instead (logged and counted).  Default: 10.
 
 :func:`resolve` normalises the dict in place (adding ``num_layers``) so that every process,
 front end and workers alike, reads the same values from ``vllm_config.additional_config``.
@@ -25,7 +27,8 @@ from typing import Any
 KEY = "polar"
 """Key of the PoLar settings inside ``additional_config``."""
 
-OPTIONS = ("max_steps", "num_layers", "predictor")
+OPTIONS = ("max_steps", "num_layers", "predictor", "predictor_timeout_s")
+DEFAULT_PREDICTOR_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class PolarConfig:
     """Slot count S: KV-cache slots, the longest program the engine runs."""
     predictor: str | None = None
     """Predictor checkpoint directory, or None."""
+    predictor_timeout_s: float = DEFAULT_PREDICTOR_TIMEOUT_S
+    """Longest wait for a prediction before the request runs the identity program."""
 
 
 def default_max_steps(num_layers: int) -> int:
@@ -73,7 +78,18 @@ def resolve(additional_config: dict[str, Any], num_layers: int) -> PolarConfig |
             f'additional_config["{KEY}"]["max_steps"] must be an int >= the model depth '
             f"{num_layers} (the identity program must fit), got {max_steps!r}"
         )
-    config = PolarConfig(num_layers=num_layers, max_steps=max_steps, predictor=predictor)
+    timeout = section.get("predictor_timeout_s", DEFAULT_PREDICTOR_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(
+            f'additional_config["{KEY}"]["predictor_timeout_s"] must be a number of seconds > 0, '
+            f"got {timeout!r}"
+        )
+    config = PolarConfig(
+        num_layers=num_layers,
+        max_steps=max_steps,
+        predictor=predictor,
+        predictor_timeout_s=float(timeout),
+    )
     additional_config[KEY] = asdict(config)
     return config
 

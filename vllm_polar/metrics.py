@@ -5,6 +5,8 @@ Named ``polar:*``: vLLM unregisters every ``vllm:*`` collector when its stat log
 
 from prometheus_client import Counter, Histogram
 
+FALLBACK_REASONS = ("error", "timeout", "blank prompt")
+
 PROGRAM_STEPS = Histogram(
     "polar:program_steps",
     "Executed steps (layer calls) of each request's program.",
@@ -22,5 +24,8 @@ PREDICTOR_LATENCY = Histogram(
 )
 PREDICTOR_FALLBACKS = Counter(
     "polar:predictor_fallbacks",
-    "Requests that ran the identity program because the predictor failed.",
+    "Requests that ran the identity program instead of a prediction, by reason.",
+    ["reason"],
 )
+for _reason in FALLBACK_REASONS:
+    PREDICTOR_FALLBACKS.labels(reason=_reason)  # exported from the start, at zero

@@ -100,7 +100,7 @@ def parse_config(data: dict, where: Path) -> CheckpointConfig:
         raise CheckpointError(f"{where}: {error}") from error
     k_max = require(data, "k_max", int, where)
     if k_max != K_MAX:
-        raise CheckpointError(f"{where}: K_max {k_max} vs {K_MAX} (vllm_polar.program.K_MAX)")
+        raise CheckpointError(f"{where}: K_max {k_max} vs {K_MAX} (polar.predictor.segments.K_MAX)")
     max_steps = require(data, "max_steps", int, where)
     if not 1 <= max_steps <= 2 * network.num_layers:
         raise CheckpointError(

@@ -13,7 +13,8 @@ from tests.runtime.conftest import (
     start_engine,
     stop_engine,
 )
-from tests.runtime.tiny import FAMILIES
+from tests.runtime.tiny import FAMILIES, NUM_LAYERS
+from vllm_polar.runtime.requests import cache_salt
 
 TOLERANCE = 1e-4
 
@@ -113,3 +114,22 @@ def test_prefix_cache_is_keyed_by_program(qwen3_engine, references):
             assert output.num_cached_tokens == 0, "program B reused program A's blocks"
     # The repeated program A still hits its own cached prefix.
     assert output.num_cached_tokens > 0
+
+
+def test_a_user_salt_cannot_reach_a_programs_cached_blocks(qwen3_engine, references):
+    """An identity request whose user salt is exactly the salt PoLar gave program A's blocks
+    computes the identity afresh, not from A's KV."""
+    prompt = prompt_ids(12, 230)
+    program = PROGRAMS["skip"]
+    forged = cache_salt(program, None, NUM_LAYERS)
+    qwen3_engine.generate([{"prompt_token_ids": prompt}], [greedy(program)], use_tqdm=False)
+    [output] = qwen3_engine.generate(
+        [{"prompt_token_ids": prompt, "cache_salt": forged}],
+        [greedy(PROGRAMS["identity"])],
+        use_tqdm=False,
+    )
+    completion = output.outputs[0]
+    tokens = list(completion.token_ids)
+    logprobs = [step[t].logprob for step, t in zip(completion.logprobs, tokens)]
+    assert output.num_cached_tokens == 0
+    assert_matches_reference(references("qwen3"), prompt, PROGRAMS["identity"], (tokens, logprobs))

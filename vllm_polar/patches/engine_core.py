@@ -1,8 +1,11 @@
-"""Patch ``EngineCore.preprocess_add_request``: key each request's prefix cache by its program.
+"""Patch ``EngineCore.preprocess_add_request``: check each request's program and key its prefix
+cache by it.
 
 Block hashes are computed from ``cache_salt`` in ``Request.from_engine_core_request``, inside
 this method, so the salt must be set just before.  Doing it here (not in the front end) covers
-every request the engine core receives, including the children that ``n > 1`` fans out.
+every request the engine core receives, including the children that ``n > 1`` fans out and
+requests that came around the front end.  A bad program raises here, where vLLM fails that
+request alone (``FinishReason.ERROR``, logged with the reason) and the engine keeps serving.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 from vllm.v1.engine.core import EngineCore
 
 from vllm_polar import config as polar_config
-from vllm_polar.runtime.requests import cache_salt, program_of
+from vllm_polar.runtime.requests import cache_salt, checked_program
 
 
 def apply() -> None:
@@ -24,7 +27,7 @@ def apply() -> None:
     def preprocess_add_request(self, request):
         config = polar_config.from_additional_config(self.vllm_config.additional_config)
         if config is not None and request.sampling_params is not None:
-            program = program_of(request.sampling_params.extra_args, config.num_layers)
+            program = checked_program(request.sampling_params.extra_args, config)
             request.cache_salt = cache_salt(program, request.cache_salt, config.num_layers)
         return original(self, request)
 

@@ -12,6 +12,7 @@ Without either, the predictor (when the engine has one) or else the identity cho
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from vllm.exceptions import VLLMValidationError
@@ -38,16 +39,26 @@ IDENTITY = "identity"
 CHILD_PROGRAMS = "polar_programs"
 
 
+SALT_NAMESPACE = "\x1fpolar\x1f"
+"""Prefix of every salt PoLar writes.  A user salt that starts with it is escaped, so that no
+user salt equals a program's salt."""
+
+
 def cache_salt(program: Program, user_salt: str | None, num_layers: int) -> str | None:
-    """Prefix-cache salt that keys cached blocks by program.
+    """Prefix-cache salt that keys cached blocks by program (and the user's salt).
 
     The identity program computes what stock vLLM computes, so it keeps the user's salt as is
-    and shares blocks with every other identity request.
+    and shares blocks with every other identity request.  Any other program's salt is the
+    namespace, a digest of the program and the user's salt; the map from (program, user salt)
+    to salt is one-to-one.
     """
     if program == identity(num_layers):
-        return user_salt
-    tag = f"polar:{format_program(program)}"
-    return tag if user_salt is None else f"{user_salt}|{tag}"
+        if user_salt is None or not user_salt.startswith(SALT_NAMESPACE):
+            return user_salt
+        return f"{SALT_NAMESPACE}user:{user_salt}"
+    digest = hashlib.sha256(format_program(program).encode()).hexdigest()
+    salt = f"{SALT_NAMESPACE}program:{digest}"
+    return salt if user_salt is None else f"{salt}:{user_salt}"
 
 
 def needs_prediction(params: SamplingParams | None) -> bool:
@@ -109,9 +120,19 @@ def attach_programs(request: EngineCoreRequest, programs: list[Program]) -> None
 
 
 def program_of(extra_args: dict | None, num_layers: int) -> Program:
-    """The program a scheduled request runs (the front end has checked it)."""
+    """The program a scheduled request runs (checked by :func:`checked_program` on arrival)."""
     value = (extra_args or {}).get(FIELD)
     return identity(num_layers) if value is None or value == IDENTITY else tuple(value)
+
+
+def checked_program(extra_args: dict | None, config: PolarConfig) -> Program:
+    """The program of a request arriving at the engine core, checked again there: a request
+    can reach the engine core around the front end (an ``EngineCoreRequest`` given to the
+    engine directly).  Raises :class:`ProgramError`, which fails that request alone."""
+    value = (extra_args or {}).get(FIELD)
+    if value is None or value == IDENTITY:
+        return identity(config.num_layers)
+    return validate(value, config.num_layers, config.max_steps)
 
 
 def child_programs(extra_args: dict | None) -> list[list[int]] | None:
