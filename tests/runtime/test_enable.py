@@ -10,7 +10,7 @@ from vllm.engine.arg_utils import EngineArgs
 
 from vllm_polar.models.executor import PolarCausalLM
 from vllm_polar.models.qwen3 import PolarQwen3ForCausalLM
-from vllm_polar.runtime.enable import unsupported_features
+from vllm_polar.runtime.enable import check_attention_backend, unsupported_features
 
 
 def engine_config(path, polar: dict | None = None, **kwargs):
@@ -26,7 +26,12 @@ def test_polar_switches_architecture_and_forces_eager(checkpoints):
     assert config.model_config.hf_config.architectures == ["PolarQwen3ForCausalLM"]
     assert config.model_config.enforce_eager
     # S defaults to ceil(1.25 * D) = 8 for D = 6, and is resolved for every process.
-    assert config.additional_config["polar"] == {"num_layers": 6, "max_steps": 8, "predictor": None}
+    assert config.additional_config["polar"] == {
+        "num_layers": 6,
+        "max_steps": 8,
+        "predictor": None,
+        "predictor_timeout_s": 10.0,
+    }
 
 
 def test_without_polar_the_stock_model_runs(checkpoints):
@@ -40,6 +45,7 @@ def test_without_polar_the_stock_model_runs(checkpoints):
         ({"max_steps": 5}, "max_steps.*>= the model depth 6"),
         ({"max_steps": "8"}, "max_steps"),
         ({"slots": 8}, r"unknown .*\['slots'\]"),
+        ({"predictor_timeout_s": 0}, r"predictor_timeout_s.*must be a number of seconds > 0"),
     ],
 )
 def test_bad_polar_options_are_refused(checkpoints, polar, message):
@@ -64,6 +70,31 @@ def test_bad_polar_options_are_refused(checkpoints, polar, message):
 def test_unsupported_engine_features_fail_at_start(checkpoints, kwargs, message):
     with pytest.raises(ValueError, match=f"PoLar cannot run with .*{message}"):
         engine_config(checkpoints("qwen3"), {}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kv_cache_dtype": "fp8"}, "kv_cache_dtype=fp8"),
+        ({"attention_backend": "FLASHINFER"}, "attention backend FLASHINFER"),
+    ],
+)
+def test_unverified_kv_dtypes_and_attention_backends_fail_at_start(checkpoints, kwargs, message):
+    with pytest.raises(ValueError, match=f"PoLar cannot run with .*{message}"):
+        engine_config(checkpoints("qwen3"), {}, **kwargs)
+
+
+def test_data_parallel_moe_fails_at_start_and_dense_passes(checkpoints):
+    with pytest.raises(ValueError, match="data parallelism > 1 with an MoE model"):
+        engine_config(checkpoints("qwen3_moe"), {}, data_parallel_size=2)
+    dense = engine_config(checkpoints("qwen3"), {}, data_parallel_size=2)
+    assert dense.model_config.hf_config.architectures == ["PolarQwen3ForCausalLM"]
+
+
+def test_the_workers_attention_backend_is_checked():
+    check_attention_backend("CPU_ATTN")
+    with pytest.raises(ValueError, match="FLASHINFER.*CPU_ATTN, FLASH_ATTN, TRITON_ATTN"):
+        check_attention_backend("FLASHINFER")
 
 
 def test_sliding_window_layers_fail_at_start(checkpoints, tmp_path):

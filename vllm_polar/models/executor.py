@@ -27,6 +27,7 @@ from vllm.model_executor.layers.attention import Attention
 
 from vllm_polar import config as polar_config
 from vllm_polar.program import identity
+from vllm_polar.runtime.enable import check_attention_backend
 from vllm_polar.runtime.plan import Group, Plan, uniform_plan
 from vllm_polar.runtime.runner import CallAttention
 
@@ -63,7 +64,7 @@ def replace_layer_attentions(
         forward_context.pop(attention.layer_name)
         template = attention
         del layer.self_attn.attn
-    return nn.ModuleList(
+    slots = nn.ModuleList(
         Attention(
             template.num_heads,
             template.head_size,
@@ -75,6 +76,8 @@ def replace_layer_attentions(
         )
         for k in range(num_slots)
     )
+    check_attention_backend(slots[0].attn_backend.get_name())  # chosen here, in the worker
+    return slots
 
 
 def run_program(

