@@ -50,3 +50,18 @@ def test_explicit_program_bypasses_the_predictor(offline_llm):
     program = (0, 1, 2, 2, *range(3, DEPTH))
     [output] = offline_llm.generate([prompt], greedy(), programs=[program])
     assert output.outputs[0].polar.program == program
+
+
+def test_chat_completions_show_the_program_they_ran(offline_llm, predictor):
+    tokenizer = offline_llm.get_tokenizer()
+    messages = [{"role": "user", "content": questions(1)[1]}]
+    [output] = offline_llm.chat([messages], greedy(), use_tqdm=False)
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    [[best]] = predictor.predict(
+        [tokenizer.decode(tokenizer.encode(rendered), skip_special_tokens=True)], 1
+    )
+    ran = output.outputs[0].polar
+    assert ran.program == best.program
+    [solo] = offline_llm.generate([rendered], greedy(), programs=[ran.program])
+    assert output.outputs[0].text == solo.outputs[0].text
+    assert offline_llm.ran_programs == {}

@@ -53,6 +53,10 @@ class LLM(vllm.LLM):
         self.polar_config = polar_config.from_additional_config(
             self.llm_engine.vllm_config.additional_config
         )
+        self.ran_programs: dict[str, list[Program]] = {}
+        """Request id -> the programs its completions run, as the input processor attached
+        them to the request the engine receives."""
+        self.llm_engine.input_processor.polar_programs = self.ran_programs
 
     def generate(
         self,
@@ -80,12 +84,24 @@ class LLM(vllm.LLM):
             elif not polar:
                 param.extra_args = {**(param.extra_args or {}), FIELD: requests.IDENTITY}
         self._predict(prompt_list, params)
-        outputs = super().generate(prompt_list, params, **kwargs)
-        for output, param in zip(outputs, params):
-            chosen = requests.choose_programs(param, self.polar_config, None)
-            for completion in output.outputs:
-                program = chosen[completion.index]
-                completion.polar = RanProgram(program, format_program(program), len(program))
+        return self._with_programs(super().generate, prompt_list, params, **kwargs)
+
+    def chat(self, messages, sampling_params=None, *args, **kwargs) -> list[RequestOutput]:
+        """``vllm.LLM.chat``; each ``CompletionOutput`` also gets ``polar`` (its program)."""
+        return self._with_programs(super().chat, messages, sampling_params, *args, **kwargs)
+
+    def _with_programs(self, run, *args, **kwargs) -> list[RequestOutput]:
+        """``run(*args, **kwargs)`` with each completion's program (as recorded when its
+        request was processed) set as ``completion.polar``."""
+        try:
+            outputs = run(*args, **kwargs)
+            for output in outputs:
+                ran = self.ran_programs.pop(output.request_id)
+                for completion in output.outputs:
+                    program = ran[completion.index]
+                    completion.polar = RanProgram(program, format_program(program), len(program))
+        finally:
+            self.ran_programs.clear()
         return outputs
 
     def _params_per_prompt(self, sampling_params, count: int) -> list[SamplingParams]:

@@ -1,7 +1,9 @@
 """Patch ``InputProcessor.process_inputs``: give every request checked programs.
 
 It is the one place that offline ``LLM.generate``, the offline engine and the OpenAI server
-all pass through before scheduling.  Must run before an ``InputProcessor`` is built, because
+all pass through before scheduling.  When the processor has a ``polar_programs`` dict (set by
+``vllm_polar.LLM``), the programs each request will run are recorded there by request id.
+Must run before an ``InputProcessor`` is built, because
 its ``__init__`` binds ``process_inputs`` into ``process_inputs_async``.
 """
 
@@ -41,6 +43,9 @@ def apply() -> None:
             request.sampling_params, config, predict if sidecar is not None else None
         )
         requests.attach_programs(request, programs)
+        record = getattr(self, "polar_programs", None)
+        if record is not None:  # vllm_polar.LLM reads back what each request runs
+            record[request_id] = programs
         return request
 
     process_inputs.polar_patched = True
