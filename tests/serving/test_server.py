@@ -12,6 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from vllm.engine.arg_utils import EngineArgs
 
 from tests.server import free_port, running_server
@@ -49,13 +50,13 @@ def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server}/v1", api_key="none", max_retries=0)
 
 
-def complete(client, prompt: str, **kwargs) -> list[str]:
+def complete(client, prompt: str, extra_body: dict | None = None, **kwargs) -> list[str]:
     response = client.completions.create(
         model="smol",
         prompt=prompt,
         max_tokens=MAX_TOKENS,
         temperature=0,
-        extra_body=EXTRA,
+        extra_body={**EXTRA, **(extra_body or {})},
         **kwargs,
     )
     return [choice.text for choice in sorted(response.choices, key=lambda c: c.index)]
@@ -155,18 +156,38 @@ def test_concurrent_mixed_requests(server, client):
     assert len(complete(client, prompts[0])) == 1  # still serving
 
 
-def test_metrics_report_programs_and_predictor(server, client):
-    complete(client, questions(1)[0])
-    metrics = requests.get(f"{server}/metrics", timeout=10).text
-    for name in (
-        "polar:program_steps_count",
-        "polar:program_unique_layers_count",
-        "polar:predictor_latency_seconds_count",
-        "polar:predictor_fallbacks_total",
-    ):
-        assert name in metrics, name
-    steps = [line for line in metrics.splitlines() if line.startswith("polar:program_steps_count")]
-    assert float(steps[0].split()[-1]) > 0
+def scrape(server: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of the server's ``/metrics``: (name, sorted labels) -> value."""
+    text = requests.get(f"{server}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_move_by_what_the_requests_ran(server, client, predictor):
+    program = [0, 1, 2, 2, *range(3, DEPTH)]  # 31 steps over 30 distinct layers
+    fresh = "A question this server has not seen: how many legs do 3 spiders have?"
+    before = scrape(server)
+    complete(
+        client, questions(1)[0], n=2, extra_body={**EXTRA, "vllm_xargs": {"polar_program": program}}
+    )
+    complete(client, fresh)  # one prediction (not cached)
+    complete(client, " ")  # a blank prompt: the identity, without the predictor
+    after = scrape(server)
+
+    def moved(name: str, **labels) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after[key] - before.get(key, 0.0)
+
+    assert moved("polar:program_steps_count") == 4
+    [[predicted]] = predictor.predict([fresh], 1)
+    assert moved("polar:program_steps_sum") == 2 * 31 + len(predicted.program) + DEPTH
+    assert moved("polar:program_unique_layers_count") == 4
+    assert moved("polar:predictor_latency_seconds_count") == 1
+    assert moved("polar:predictor_fallbacks_total", reason="blank prompt") == 1
+    assert moved("polar:predictor_fallbacks_total", reason="error") == 0
 
 
 def engine_config_with(model: Path, predictor: Path):
