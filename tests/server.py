@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    """Base URL, ``http://127.0.0.1:P``."""
+    pid: int
+    """Process id of the server (its engine processes are its children)."""
+
+
 @contextmanager
-def running_server(command: list[str], log: Path, timeout: float = 400) -> Iterator[str]:
-    """Run ``command --host 127.0.0.1 --port P``; yields the base URL, stops it after."""
+def running_server(command: list[str], log: Path, timeout: float = 400) -> Iterator[Server]:
+    """Run ``command --host 127.0.0.1 --port P``; yields it once healthy, stops it after."""
     port = free_port()
     with log.open("w") as sink:
         process = subprocess.Popen(
@@ -42,7 +51,7 @@ def running_server(command: list[str], log: Path, timeout: float = 400) -> Itera
                 time.sleep(1)
             else:
                 pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
-            yield url
+            yield Server(url, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=60)

@@ -32,8 +32,8 @@ def server(checkpoints, tmp_path_factory) -> Iterator[str]:
         "--additional-config",
         json.dumps({"polar": {"max_steps": MAX_STEPS}}),
     ]
-    with running_server(command, tmp_path_factory.mktemp("server") / "server.log") as url:
-        yield url
+    with running_server(command, tmp_path_factory.mktemp("server") / "server.log") as running:
+        yield running.url
 
 
 def complete(client: openai.OpenAI, program: list | None) -> list[int]:

@@ -41,8 +41,8 @@ def serve_command(model: Path, predictor: Path | str) -> list[str]:
 @pytest.fixture(scope="module")
 def server(smollm2, predictor_dir, tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("polar_server") / "server.log"
-    with running_server(serve_command(smollm2, predictor_dir), log) as url:
-        yield url
+    with running_server(serve_command(smollm2, predictor_dir), log) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")
