@@ -9,8 +9,9 @@
    ``additional_config``.  Can go when vLLM offers config-creation and CLI plugin hooks.
 2. ``InputProcessor.process_inputs`` (``input_processor.py``).  Why: every request needs
    checked programs before scheduling (HTTP 400 on a bad one), chosen by the predictor when it
-   has none.  How: wraps the method and fills ``extra_args`` on the request it returns.  Can
-   go when vLLM offers a request-preprocessing plugin point.
+   has none.  How: wraps the method and fills ``extra_args`` on the request it returns (and
+   records the programs by request id for ``vllm_polar.LLM``, which shows each completion's
+   program).  Can go when vLLM offers a request-preprocessing plugin point.
 3. ``AsyncLLM.add_request`` (``async_llm.py``).  Why: the predictor must not run on the
    server's event loop.  How: awaits the micro-batching predictor sidecar, then delegates.
    Can go with an async request-preprocessing plugin point.
@@ -23,8 +24,10 @@
    without PoLar.  Can go when vLLM moves the check to request admission.
 6. ``EngineCore.preprocess_add_request`` (``engine_core.py``).  Why: the prefix cache must be
    keyed by program, or the same prompt under two programs shares KV blocks; block hashes are
-   computed from ``cache_salt`` inside this method.  How: sets ``cache_salt`` from the
-   request's program (combined with the user's) before the original runs.  Can go when vLLM
+   computed from ``cache_salt`` inside this method.  And a request can reach the engine core
+   around the front end, so its program is checked again where vLLM fails a request alone.
+   How: checks the program, then sets ``cache_salt`` from a digest of it (combined with the
+   user's) before the original runs.  Can go when vLLM
    lets a plugin add to a request's block-hash key.
 7. ``GPUModelRunner._init_model_kwargs`` (``model_runner.py``).  Why: the forward needs the
    per-token programs of the step, and the V1 runner has no per-request model hook.  How:
