@@ -43,14 +43,19 @@ def assert_matches_reference(reference, prompt, program, result):
     assert worst <= TOLERANCE, f"program {program}: max |dlogprob| {worst:.2e}"
 
 
-def test_mixed_programs_in_one_batch_match_reference(family_engine, references):
-    family, llm = family_engine
+def assert_mixed_batch_matches_reference(llm, reference):
+    """Every program of PROGRAMS on its own prompt (lengths PROMPT_LENGTHS), in one batch."""
     programs = list(PROGRAMS.values())
     prompts = [prompt_ids(i, n) for i, n in enumerate(PROMPT_LENGTHS)]
     results = generate(llm, prompts, [greedy(p) for p in programs])
     for prompt, program, result in zip(prompts, programs, results):
         assert len(result[0]) == 16
-        assert_matches_reference(references(family), prompt, program, result)
+        assert_matches_reference(reference, prompt, program, result)
+
+
+def test_mixed_programs_in_one_batch_match_reference(family_engine, references):
+    family, llm = family_engine
+    assert_mixed_batch_matches_reference(llm, references(family))
 
 
 def test_programs_sharing_a_prefix_on_one_prompt_match_reference(family_engine, references):

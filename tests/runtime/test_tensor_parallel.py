@@ -7,14 +7,10 @@ import pytest
 
 from tests.runtime.conftest import (
     MAX_STEPS,
-    PROGRAMS,
-    generate,
-    greedy,
-    prompt_ids,
     start_engine,
     stop_engine,
 )
-from tests.runtime.test_equivalence import PROMPT_LENGTHS, assert_matches_reference
+from tests.runtime.test_equivalence import assert_mixed_batch_matches_reference
 
 
 @pytest.fixture(scope="module", params=["qwen3", "qwen3_moe"])
@@ -40,9 +36,4 @@ def monkeypatch_module():
 
 def test_mixed_programs_at_tensor_parallel_2_match_reference(tp2_engine, references):
     family, llm = tp2_engine
-    programs = list(PROGRAMS.values())
-    prompts = [prompt_ids(i, n) for i, n in enumerate(PROMPT_LENGTHS)]
-    results = generate(llm, prompts, [greedy(p) for p in programs])
-    for prompt, program, result in zip(prompts, programs, results):
-        assert len(result[0]) == 16
-        assert_matches_reference(references(family), prompt, program, result)
+    assert_mixed_batch_matches_reference(llm, references(family))

@@ -21,7 +21,7 @@ import requests
 from tests.server import running_server
 from tests.serving.conftest import DEPTH, MAX_TOKENS, questions
 from tests.serving.faulty_serve import FAULT, SLOW
-from tests.serving.test_server import scrape
+from tests.serving.test_server import scrape, serve_command
 
 ROUNDS = 4
 BOUND_S = 120
@@ -156,21 +156,9 @@ def server_memory_mb(pid: int) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def faulty_server(smollm2, predictor_dir, tmp_path_factory):
-    command = [
-        sys.executable,
-        "-m",
-        "tests.serving.faulty_serve",
-        "serve",
-        str(smollm2),
-        "--polar-predictor",
-        str(predictor_dir),
-        "--served-model-name",
-        "smol",
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "512",
-    ]
+    # vllm-polar serve, with the faults injected in the server process
+    command = [sys.executable, "-m", "tests.serving.faulty_serve"]
+    command += serve_command(smollm2, predictor_dir)[1:]
     log = tmp_path_factory.mktemp("soak") / "server.log"
     with running_server(command, log) as server:
         yield server
