@@ -114,3 +114,28 @@ def parse_program(text: str) -> Program:
             raise ProgramError(f"bad program item {item!r}: repeat count must be >= 1")
         program.extend(list(range(first, last + 1)) * count)
     return tuple(program)
+
+
+def step_slots(program: Sequence[int], num_layers: int, num_slots: int) -> tuple[int, ...]:
+    """KV slot of each step of ``program`` on an engine of ``num_slots`` >= ``num_layers`` slots.
+
+    The first run of layer ``l`` keeps its K/V in slot ``l``, so programs that skip different
+    layers still meet in one attention call per layer; the r-th step that runs a layer again
+    (r = 0, 1, ... over the program) in slot ``D + r``, so the same loop in two programs lands
+    in the same slots.  A slot past S or already taken (only once the re-runs overflow) gives
+    way to the lowest free slot.  A step's slot depends only on the steps before it: programs
+    with a common prefix give its steps the same slots.  The identity runs on slots 0..D-1.
+    """
+    if len(program) > num_slots:
+        raise ProgramError(f"a program of {len(program)} steps does not fit {num_slots} slots")
+    seen: set[int] = set()
+    taken: set[int] = set()
+    slots = []
+    for layer in program:
+        slot = layer if layer not in seen else num_layers + len(slots) - len(seen)
+        if slot >= num_slots or slot in taken:
+            slot = min(set(range(num_slots)) - taken)
+        seen.add(layer)
+        taken.add(slot)
+        slots.append(slot)
+    return tuple(slots)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vllm_polar.runtime.plan import build_plan, uniform_plan
+from vllm_polar.program import step_slots
+from vllm_polar.runtime.plan import (
+    Costs,
+    build_plan,
+    by_layer_rounds,
+    by_step_rounds,
+    layout,
+    tabulate,
+    uniform_plan,
+)
 
 DEPTH = 24
+SLOTS = 30
 programs = st.lists(st.integers(0, DEPTH - 1), min_size=1, max_size=30).map(tuple)
 batches = st.lists(
     st.tuples(programs, st.sampled_from([1, 2, 5, 600])), min_size=1, max_size=8
@@ -41,11 +50,15 @@ shared_batches = st.lists(
 )
 
 
+def slots_of(program):
+    return step_slots(program, DEPTH, SLOTS)
+
+
 def plan_for(batch):
     rows = [program for program, *_ in batch]
     qsl = np.concatenate([[0], np.cumsum([size for _, size, *_ in batch])])
     histories = [history_of(row) for row in batch]
-    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"), histories)
+    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"), DEPTH, SLOTS, histories)
 
 
 def history_of(row) -> tuple[int, int] | None:
@@ -85,7 +98,7 @@ def test_every_token_runs_its_program_in_order_on_slot_per_step(batch):
     seen = trace(plan, int(qsl[-1]))
     for row, program in enumerate(rows):
         for token in range(qsl[row], qsl[row + 1]):
-            assert seen[token] == [(layer, step) for step, layer in enumerate(program)]
+            assert seen[token] == list(zip(program, slots_of(program), strict=True))
 
 
 @given(shared_batches)
@@ -121,19 +134,19 @@ def test_rows_of_one_history_compute_their_common_prefix_once():
     programs = [base, (*base[:9], *base[10:]), (*base[:13], 12, *base[13:])]
     rows, qsl, plan = plan_for([(p, 40, 0) for p in programs])
     computed = [
-        sum(40 if g.tokens is None else len(plan.indices(g)) for g in this_round.groups)
+        sum(120 if g.tokens is None else len(plan.indices(g)) for g in this_round.groups)
         for this_round in plan.rounds
     ]
     assert computed == [40] * 10 + [80] * 3 + [40] + [120] * 11
     seen = trace(plan, 120)
     for row, program in enumerate(rows):
-        assert seen[40 * row] == [(layer, step) for step, layer in enumerate(program)]
+        assert seen[40 * row] == list(zip(program, slots_of(program), strict=True))
 
 
 def test_rows_with_different_histories_share_nothing():
     program = tuple(range(24))
     _, _, plan = plan_for([(program, 40, 0), (program, 40, 1), (program, 40, None)])
-    assert plan == uniform_plan(program)
+    assert plan == uniform_plan(program, slots_of(program))
 
 
 @given(batches)
@@ -145,9 +158,9 @@ def test_a_call_over_part_of_the_batch_describes_exactly_its_requests(batch):
                 assert len(this_round.calls) == 1
                 continue
             call_rows = plan.host_index[call.rows].tolist()
-            assert call_rows == sorted(call_rows)
+            assert len(set(call_rows)) == len(call_rows)
             assert {rows[r] for r in call_rows} != set(rows)
-            assert all(len(rows[r]) > call.slot for r in call_rows)
+            assert all(call.slot in slots_of(rows[r]) for r in call_rows)
             ranges = [list(range(qsl[r], qsl[r + 1])) for r in call_rows]
             assert plan.indices(call).tolist() == sum(ranges, [])
             assert (
@@ -157,35 +170,67 @@ def test_a_call_over_part_of_the_batch_describes_exactly_its_requests(batch):
 
 
 def test_decoding_mixed_programs_reads_each_layer_about_once():
-    """Eight programs of mean length 24, one decode token each: by layer, 34 layer runs
-    where running step k of all programs at once needs 87."""
+    """Eight programs of mean length 24, one decode token each: by layer, 34 layer runs where
+    running step k of all programs at once needs 87, and 39 attention calls (the two loops back
+    to 8 and to 9 re-run layers 9-13 together, from different slots); layers 0-9 and 15-17,
+    which every program runs, are rounds over the whole batch."""
     _, _, plan = plan_for([(p, 1) for p in MIXED])
     assert sum(len(this_round.groups) for this_round in plan.rounds) == 34
+    assert sum(len(this_round.calls) for this_round in plan.rounds) == 39
+    whole = [r.groups[0].layer for r in plan.rounds if r.groups[0].tokens is None]
+    assert whole == [*range(10), 15, 16, 17]
+
+
+@given(batches, st.sampled_from([Costs(1, 0, 0), Costs(0, 1, 0), Costs(0, 0, 1), Costs(8, 1, 1)]))
+def test_the_plan_takes_the_order_of_lower_cost(batch, costs):
+    rows = [program for program, _ in batch]
+    qsl = np.concatenate([[0], np.cumsum([size for _, size in batch])])
+    plan = build_plan(rows, qsl, torch.device("cpu"), DEPTH, SLOTS, costs=costs)
+    if len(set(rows)) == 1:
+        return
+    table = tabulate(rows, DEPTH, SLOTS)
+    by_step, by_layer = (
+        layout(table, order(table), costs) for order in (by_step_rounds, by_layer_rounds)
+    )
+    best = by_step if by_step.cost(costs) <= by_layer.cost(costs) else by_layer
     assert (
-        sum(this_round.groups[0].tokens is None for this_round in plan.rounds) == 10
-    )  # layers 0-9
+        sum(len(r.groups) for r in plan.rounds),
+        sum(len(r.calls) for r in plan.rounds),
+        len(plan.partial_calls()),
+    ) == (len(best.group_round), len(best.call_round), best.builds)
 
 
-@pytest.mark.parametrize("tokens_per_row", [1, 600])
-def test_programs_in_opposite_orders_run_by_step(tokens_per_row):
-    """By layer would save one layer run of 48 for 24 extra attention calls."""
-    forward, backward = tuple(range(24)), tuple(reversed(range(24)))
-    _, _, plan = plan_for([(forward, tokens_per_row), (backward, tokens_per_row)])
-    assert len(plan.rounds) == 24
-    assert all(len(this_round.calls) == 1 for this_round in plan.rounds)
+def test_step_slots_put_first_runs_on_their_layer_and_repeats_past_the_depth():
+    assert step_slots(tuple(range(24)), 24, 30) == tuple(range(24))
+    assert step_slots((0, 1, 2, 1, 2, 3), 24, 30) == (0, 1, 2, 24, 25, 3)
+    assert step_slots((5, 5, 5), 24, 30) == (5, 24, 25)
+    assert step_slots((0, 0, 0), 3, 3) == (0, 1, 2)  # no slots past the depth: lowest free
+
+
+@given(st.lists(programs, min_size=1, max_size=6), st.sampled_from([(24, 24), (24, 30), (4, 30)]))
+def test_slot_table_matches_step_slots_and_every_program_gets_distinct_slots(batch, shape):
+    depth, slots = shape
+    batch = [tuple(layer % depth for layer in p)[:slots] for p in batch]
+    table = tabulate(batch, depth, slots)
+    for p, program in enumerate(table.distinct):
+        expected = step_slots(program, depth, slots)
+        assert table.slot[table.program == p].tolist() == list(expected)
+        assert len(set(expected)) == len(program) and all(0 <= s < slots for s in expected)
+        for k in range(len(program)):  # a step's slot depends only on the steps before it
+            assert step_slots(program[: k + 1], depth, slots) == expected[: k + 1]
 
 
 def test_one_program_for_all_rows_is_the_uniform_plan():
     program = (0, 1, 1, 2, 5)
-    plan = build_plan([program, program], np.array([0, 3, 7]), torch.device("cpu"))
-    assert plan == uniform_plan(program)
+    plan = build_plan([program, program], np.array([0, 3, 7]), torch.device("cpu"), DEPTH, SLOTS)
+    assert plan == uniform_plan(program, slots_of(program))
     assert plan.token_index is None
     assert [
         (this_round.groups[0].layer, this_round.calls[0].slot) for this_round in plan.rounds
     ] == [
         (0, 0),
         (1, 1),
-        (1, 2),
-        (2, 3),
-        (5, 4),
+        (1, 24),
+        (2, 2),
+        (5, 5),
     ]

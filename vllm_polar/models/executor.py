@@ -1,8 +1,9 @@
 """The slot loop shared by every PoLar model family.
 
 A PoLar model is the stock vLLM model (same modules, same weight loading) whose per-layer
-attentions are replaced by S *slot* attentions: slot k holds the K/V written at step k of a
-program, so a layer that runs twice writes two slots.  One forward runs the plan's rounds
+attentions are replaced by S *slot* attentions: each step of a program keeps its K/V in a slot
+of its own (:func:`vllm_polar.program.step_slots`), so a layer that runs twice writes two
+slots.  One forward runs the plan's rounds
 (``vllm_polar.runtime.plan``):
 
     per group of tokens running one layer: input norm, QKV (family-specific ``qkv``);
@@ -26,10 +27,10 @@ from vllm.forward_context import get_forward_context
 from vllm.model_executor.layers.attention import Attention
 
 from vllm_polar import config as polar_config
-from vllm_polar.program import identity
+from vllm_polar.program import identity, step_slots
 from vllm_polar.runtime.enable import check_attention_backend
 from vllm_polar.runtime.plan import Group, Plan, uniform_plan
-from vllm_polar.runtime.runner import CallAttention
+from vllm_polar.runtime.runner import CallAttention, timed
 
 QKV = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 """qkv(layer, x, positions) -> (q, k, v): x (n, hidden) is input-normed; q (n, heads*hd)."""
@@ -218,7 +219,7 @@ class PolarCausalLM(nn.Module):
             hidden = inputs_embeds.clone()
         else:
             hidden = self.model.embed_input_ids(input_ids)
-        plan = polar_plan or uniform_plan(identity(self.polar_config.num_layers))
+        plan = polar_plan or self.identity_plan()
         hidden, residual = run_program(
             self.model.layers,
             self.model.polar_slots,
@@ -230,3 +231,25 @@ class PolarCausalLM(nn.Module):
         )
         hidden, _ = self.model.norm(hidden, residual)
         return hidden
+
+    def identity_plan(self) -> Plan:
+        program = identity(self.polar_config.num_layers)
+        return uniform_plan(program, step_slots(program, len(program), self.polar_config.max_steps))
+
+    @torch.inference_mode()
+    def polar_layer_seconds(self, num_tokens: int) -> float:
+        """Median seconds of one layer run (layer 0's norms, QKV, output projection and MLP,
+        no attention) on ``num_tokens`` dummy tokens: what a plan pays per layer it reads."""
+        layer = self.model.layers[0]
+        device = next(self.parameters()).device
+        hidden = self.model.embed_input_ids(
+            torch.zeros(num_tokens, dtype=torch.long, device=device)
+        )
+        positions = torch.zeros(num_tokens, dtype=torch.long, device=device)
+
+        def run() -> None:
+            x, residual = layer.input_layernorm(hidden, torch.zeros_like(hidden))
+            q, _, _ = type(self).polar_qkv(layer, x, positions)
+            type(self).polar_post(layer, residual, torch.zeros_like(q))
+
+        return timed(run)

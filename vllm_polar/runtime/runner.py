@@ -1,49 +1,104 @@
-"""V1 model-runner side: the routing plan of the batch about to run."""
+"""V1 model-runner side: the routing plan of the batch about to run.
+
+The runner keeps one :class:`Planner`.  It plans a batch when its composition changes and
+reuses the plan while the batch keeps its requests, their token counts and their histories'
+relations (steady decode: every row one token further); only the attention metadata of the
+calls over part of the batch is rebuilt every step, from one gather per runner buffer.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import statistics
+import time
 
 import numpy as np
 import torch
+from vllm.forward_context import set_forward_context
 from vllm.v1.attention.backend import CommonAttentionMetadata
 
 from vllm_polar.config import PolarConfig
-from vllm_polar.runtime.plan import Call, Plan, build_plan
+from vllm_polar.program import Program
+from vllm_polar.runtime.plan import Costs, Plan, build_plan
 from vllm_polar.runtime.requests import program_of
+
+logger = logging.getLogger("vllm.polar")
 
 CallAttention = tuple[object, torch.Tensor]
 """(attention metadata, (n,) KV slot mapping) of one call's requests alone."""
 
+CALIBRATION_TOKENS = 64
+"""Tokens of the dummy decode batch on which a layer run is timed."""
+
+
+@dataclasses.dataclass
+class Planner:
+    """Plans of one runner: the programs of its requests, the costs, the last plan."""
+
+    config: PolarConfig
+    costs: Costs | None = None
+    programs: dict[str, Program] = dataclasses.field(default_factory=dict)
+    req_ids: list[str] = dataclasses.field(default_factory=list)
+    query_lens: np.ndarray | None = None
+    computed: np.ndarray | None = None
+    plan: Plan | None = None
+    shares: bool = False
+
+    def reusable(self, req_ids: list[str], query_lens: np.ndarray, computed: np.ndarray) -> bool:
+        """The last plan holds for this step: same requests in the same order with the same
+        token counts, no shared prefixes last time, every row advanced by the same count (so
+        rows that differed in history still do, and no two rows newly line up)."""
+        if self.plan is None or self.shares or req_ids != self.req_ids:
+            return False
+        if not np.array_equal(query_lens, self.query_lens):
+            return False
+        advance = computed - self.computed
+        return bool((advance == advance[0]).all())
+
+    def program_list(self, runner, req_ids: list[str]) -> list[Program]:
+        """Each row's program, parsed once per request while it stays in the batch."""
+        known = self.programs
+        self.programs = {
+            req_id: known.get(req_id)
+            or program_of(
+                runner.requests[req_id].sampling_params.extra_args, self.config.num_layers
+            )
+            for req_id in req_ids
+        }
+        return list(self.programs.values())
+
 
 def plan_for_batch(runner, config: PolarConfig) -> Plan:
     """Plan for the runner's persistent batch, after ``_prepare_inputs`` and the attention
-    metadata of this step.
-
-    Token order is the persistent batch's ``req_ids`` order; ``query_start_loc`` holds each
-    row's token range.  Both change between steps, so this runs every step.
-    """
+    metadata of this step.  Token order is the persistent batch's ``req_ids`` order;
+    ``query_start_loc`` holds each row's token range."""
+    planner = getattr(runner, "polar_planner", None)
+    if planner is None:
+        planner = runner.polar_planner = Planner(config)
+    if planner.costs is None:
+        planner.costs = measure_costs(runner)
     batch = runner.input_batch
     num_reqs = batch.num_reqs
-    programs = [
-        program_of(runner.requests[req_id].sampling_params.extra_args, config.num_layers)
-        for req_id in batch.req_ids[:num_reqs]
-    ]
+    req_ids = batch.req_ids[:num_reqs]
     query_start_loc = runner.query_start_loc.np[: num_reqs + 1]
-    histories = token_histories(runner, query_start_loc)
-    plan = build_plan(programs, query_start_loc, runner.device, histories)
-    calls = plan.partial_calls()
-    if not calls:
-        return plan
-    batch_metadata = whole_batch_metadata(runner)
-    (attention_group,) = runner.attn_groups[0]  # every slot attention has the same spec
-    builder = attention_group.get_metadata_builder()
-    return dataclasses.replace(
-        plan,
-        call_attention={
-            call.tokens.start: call_attention(builder, batch_metadata, plan, call) for call in calls
-        },
-    )
+    query_lens = np.diff(query_start_loc)
+    computed = batch.num_computed_tokens_cpu[:num_reqs].copy()
+    if not planner.reusable(req_ids, query_lens, computed):
+        histories = token_histories(runner, query_start_loc)
+        planner.plan = build_plan(
+            planner.program_list(runner, req_ids),
+            query_start_loc,
+            runner.device,
+            config.num_layers,
+            config.max_steps,
+            histories,
+            planner.costs,
+        )
+        planner.shares = any(g.copies is not None for r in planner.plan.rounds for g in r.groups)
+        planner.req_ids, planner.query_lens = req_ids, query_lens
+    planner.computed = computed
+    return with_call_attention(runner, planner.plan)
 
 
 def token_histories(runner, query_start_loc: np.ndarray) -> list[tuple[int, bytes] | None]:
@@ -56,19 +111,19 @@ def token_histories(runner, query_start_loc: np.ndarray) -> list[tuple[int, byte
     """
     batch = runner.input_batch
     num_reqs = len(query_start_loc) - 1
-    computed = batch.num_computed_tokens_cpu[:num_reqs]
+    computed = batch.num_computed_tokens_cpu[:num_reqs].astype(np.int64)
     ends = computed + np.diff(query_start_loc)
-    rows_at: dict[tuple[int, int], list[int]] = {}
-    for row in range(num_reqs):
-        if runner.use_async_scheduling and ends[row] > batch.num_prompt_tokens[row]:
-            continue
-        if row not in batch.req_prompt_embeds:
-            rows_at.setdefault((int(computed[row]), int(ends[row])), []).append(row)
+    eligible = np.ones(num_reqs, bool)
+    if runner.use_async_scheduling:
+        eligible &= ends <= batch.num_prompt_tokens[:num_reqs]
+    for row in batch.req_prompt_embeds:
+        if row < num_reqs:
+            eligible[row] = False
+    key = np.where(eligible, computed * (1 << 32) + ends, -1 - np.arange(num_reqs))
+    _, group, counts = np.unique(key, return_inverse=True, return_counts=True)
     histories: list[tuple[int, bytes] | None] = [None] * num_reqs
-    for (start, end), rows in rows_at.items():
-        if len(rows) > 1:
-            for row in rows:
-                histories[row] = (start, batch.token_ids_cpu[row, :end].tobytes())
+    for row in np.flatnonzero(counts[group] > 1).tolist():
+        histories[row] = (int(computed[row]), batch.token_ids_cpu[row, : ends[row]].tobytes())
     return histories
 
 
@@ -99,28 +154,110 @@ def whole_batch_metadata(runner) -> CommonAttentionMetadata:
     )
 
 
-def call_attention(
-    builder, batch: CommonAttentionMetadata, plan: Plan, call: Call
-) -> CallAttention:
-    """Attention metadata and slot mapping of ``call``'s requests, as if they were the batch."""
-    rows = torch.from_numpy(plan.host_index[call.rows])
-    starts = plan.host_index[call.starts]
-    device_rows = plan.token_index[call.rows]
-    tokens = plan.indices(call)
-    seq_lens_cpu = batch.seq_lens_cpu_upper_bound[rows]
-    metadata = CommonAttentionMetadata(
-        query_start_loc=plan.token_index[call.starts].to(torch.int32),
-        query_start_loc_cpu=torch.from_numpy(starts.astype(np.int32)),
-        seq_lens=batch.seq_lens[device_rows],
-        seq_lens_cpu_upper_bound=seq_lens_cpu,
-        num_reqs=len(rows),
-        num_actual_tokens=len(tokens),
-        max_query_len=int(np.diff(starts).max()),
-        max_seq_len=int(seq_lens_cpu.max()),
-        block_table_tensor=batch.block_table_tensor[device_rows],
-        slot_mapping=batch.slot_mapping[tokens],
-        causal=True,
-        is_prefilling=batch.is_prefilling[rows],
-        positions=batch.positions[tokens],
+def metadata_builder(runner):
+    (attention_group,) = runner.attn_groups[0]  # every slot attention has the same spec
+    return attention_group.get_metadata_builder()
+
+
+def with_call_attention(runner, plan: Plan) -> Plan:
+    """``plan`` with the attention metadata of each call over part of the batch.
+
+    Every runner buffer is gathered once for all such calls (their rows and tokens lie in the
+    plan's ``call_region``); each call's metadata is views of those gathers, then the backend's
+    ``build``.
+    """
+    calls = plan.partial_calls()
+    if not calls:
+        return plan
+    whole = whole_batch_metadata(runner)
+    builder = metadata_builder(runner)
+    tokens, rows, starts = plan.call_region
+    host_rows = torch.from_numpy(plan.host_index[rows])
+    host_starts = plan.host_index[starts]
+    device_rows = plan.token_index[rows]
+    device_tokens = plan.token_index[tokens]
+    seq_lens_cpu = whole.seq_lens_cpu_upper_bound[host_rows]
+    gathered = {
+        "query_start_loc": plan.token_index[starts].to(torch.int32),
+        "query_start_loc_cpu": torch.from_numpy(host_starts.astype(np.int32)),
+        "seq_lens": whole.seq_lens[device_rows],
+        "seq_lens_cpu_upper_bound": seq_lens_cpu,
+        "block_table_tensor": whole.block_table_tensor[device_rows],
+        "is_prefilling": whole.is_prefilling[host_rows],
+        "slot_mapping": whole.slot_mapping[device_tokens],
+        "positions": whole.positions[device_tokens],
+    }
+    seq_lens_host = seq_lens_cpu.numpy()
+    attention = {}
+    for call in calls:
+        t = slice(call.tokens.start - tokens.start, call.tokens.stop - tokens.start)
+        r = slice(call.rows.start - rows.start, call.rows.stop - rows.start)
+        s = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
+        call_starts = host_starts[s]
+        metadata = CommonAttentionMetadata(
+            query_start_loc=gathered["query_start_loc"][s],
+            query_start_loc_cpu=gathered["query_start_loc_cpu"][s],
+            seq_lens=gathered["seq_lens"][r],
+            seq_lens_cpu_upper_bound=gathered["seq_lens_cpu_upper_bound"][r],
+            num_reqs=r.stop - r.start,
+            num_actual_tokens=t.stop - t.start,
+            max_query_len=int(np.diff(call_starts).max()),
+            max_seq_len=int(seq_lens_host[r].max()),
+            block_table_tensor=gathered["block_table_tensor"][r],
+            slot_mapping=gathered["slot_mapping"][t],
+            causal=True,
+            is_prefilling=gathered["is_prefilling"][r],
+            positions=gathered["positions"][t],
+        )
+        attention[call.tokens.start] = (builder.build(0, metadata), metadata.slot_mapping)
+    return dataclasses.replace(plan, call_attention=attention)
+
+
+def measure_costs(runner) -> Costs:
+    """Time a layer run, a call's launches and a metadata build on this runner's device, once.
+
+    Under tensor parallelism rank 0's figures are used by every rank, so that all ranks choose
+    the same plans (their collectives must match).
+    """
+    tokens = min(CALIBRATION_TOKENS, runner.max_num_reqs)
+    with set_forward_context(None, runner.vllm_config, num_tokens=tokens):  # MoE layers read it
+        layer_run = runner.get_model().polar_layer_seconds(tokens)
+    probe = torch.zeros(CALIBRATION_TOKENS, 8, device=runner.device)
+    index = torch.arange(CALIBRATION_TOKENS, device=runner.device)
+    launch = timed(lambda: probe.index_select(0, index), repeat=20) / 20
+    whole = whole_batch_metadata(runner)
+    builder = metadata_builder(runner)
+    build = timed(lambda: builder.build(0, whole))
+    costs = Costs(layer_run=layer_run, call=5 * launch, build=build)
+    from vllm.distributed import get_tp_group
+
+    if get_tp_group().world_size > 1:
+        costs = get_tp_group().broadcast_object(costs, src=0)
+    logger.info(
+        "PoLar plan costs on %s: layer run %.0f us, attention call %.0f us, metadata build %.0f us",
+        runner.device,
+        costs.layer_run * 1e6,
+        costs.call * 1e6,
+        costs.build * 1e6,
     )
-    return builder.build(0, metadata), metadata.slot_mapping
+    return costs
+
+
+def timed(work, repeat: int = 1) -> float:
+    """Median seconds of ``repeat`` back-to-back runs of ``work`` over five trials (device
+    work finished), after one untimed run."""
+    work()
+    trials = []
+    for _ in range(5):
+        synchronize()
+        start = time.perf_counter()
+        for _ in range(repeat):
+            work()
+        synchronize()
+        trials.append(time.perf_counter() - start)
+    return statistics.median(trials)
+
+
+def synchronize() -> None:
+    if torch.accelerator.is_available():
+        torch.accelerator.synchronize()
