@@ -12,6 +12,9 @@ Per batch size: the median of ``--runs`` calls of ``build_plan`` on fresh draws,
 rounds, layer runs, attention calls and metadata builds (distinct request sets among the calls
 over part of the batch), and a steady decode step: the runner's check that the last plan still
 holds (same requests, one token further), after which it only rebuilds the calls' metadata.
+Also the *routing launches* of the plan: the tensor ops the executor adds around the layers and
+attention calls of one forward (gathers, scatters, joins; views and allocations aside), each a
+kernel launch on a GPU, counted by running the executor with stand-ins that do no work.
 
     python benchmarks/plan.py --out benchmarks/results/plan.json
 """
@@ -19,6 +22,7 @@ holds (same requests, one token further), after which it only rebuilds the calls
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -27,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vllm_polar.config import PolarConfig
+from vllm_polar.models import executor
 from vllm_polar.runtime.plan import DEFAULT_COSTS, Costs, Plan, build_plan
 from vllm_polar.runtime.runner import Planner
 
@@ -71,6 +77,53 @@ def counts(plan: Plan) -> dict[str, int]:
     }
 
 
+class Launches(TorchDispatchMode):
+    """Counts the tensor ops dispatched under it that would launch a kernel on a GPU."""
+
+    ALLOCATIONS = {torch.ops.aten.empty, torch.ops.aten.empty_like, torch.ops.aten.new_empty}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket not in self.ALLOCATIONS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+class StandIn(torch.nn.Module):
+    """A layer or slot attention that does no tensor work."""
+
+    def input_layernorm(self, hidden: torch.Tensor, residual: torch.Tensor):
+        return hidden, residual
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return q
+
+
+def routing_launches(plan: Plan, num_tokens: int, depth: int, num_slots: int) -> int:
+    """Launches of the executor's own ops in one forward of ``plan``."""
+    layers = torch.nn.ModuleList(StandIn() for _ in range(depth))
+    slots = torch.nn.ModuleList(StandIn() for _ in range(num_slots))
+    calls = {call.tokens.start: None for call in plan.partial_calls()}
+    attend, executor.attend = executor.attend, lambda slot, attention, q, k, v: q
+    try:
+        with Launches() as launches:
+            executor.run_program(
+                layers,
+                slots,
+                dataclasses.replace(plan, call_attention=calls),
+                torch.zeros(num_tokens, 8),
+                torch.zeros(num_tokens, dtype=torch.long),
+                lambda layer, x, positions: (x, x, x),
+                lambda layer, residual, out: (out, residual),
+            )
+    finally:
+        executor.attend = attend
+    return launches.count
+
+
 def measure(draw, requests: int, depth: int, num_slots: int, costs: Costs, runs: int) -> dict:
     qsl = np.arange(requests + 1)
     device = torch.device("cpu")
@@ -80,7 +133,9 @@ def measure(draw, requests: int, depth: int, num_slots: int, costs: Costs, runs:
         start = time.perf_counter()
         plan = build_plan(programs, qsl, device, depth, num_slots, None, costs)
         times.append(time.perf_counter() - start)
-        shapes.append(counts(plan))
+        shapes.append(
+            counts(plan) | {"routing_launches": routing_launches(plan, requests, depth, num_slots)}
+        )
     planner = Planner(PolarConfig(num_layers=depth, max_steps=num_slots), costs, plan=plan)
     planner.req_ids = [f"request-{i}" for i in range(requests)]
     planner.query_lens = np.ones(requests, np.int64)
@@ -127,6 +182,7 @@ def main() -> None:
     print(f"{len(pool)} distinct searched programs; costs {costs}")
     header = (
         "source               requests  build_plan ms  steady ms  rounds  layer runs  calls  builds"
+        "  routing launches"
     )
     print(header)
     for name, (depth, num_slots, draw) in sources.items():
@@ -144,7 +200,8 @@ def main() -> None:
             print(
                 f"{name:20s} {row['requests']:8d} {row['build_plan_ms']:14.2f} "
                 f"{row['steady_step_ms']:10.4f} {row['rounds']:7.0f} {row['layer_runs']:11.0f} "
-                f"{row['attention_calls']:6.0f} {row['metadata_builds']:7.0f}",
+                f"{row['attention_calls']:6.0f} {row['metadata_builds']:7.0f} "
+                f"{row['routing_launches']:17.0f}",
                 flush=True,
             )
         results[name] = rows

@@ -126,6 +126,18 @@ def test_a_copied_step_comes_from_a_row_with_the_same_history_and_program_prefix
             step_of_token[t] += 1
 
 
+@given(st.one_of(batches, shared_batches))
+def test_a_round_of_one_layer_computes_its_calls_tokens_one_call_after_the_other(batch):
+    """What lets the executor hand each call a run of the group's q/k/v rows."""
+    _, _, plan = plan_for(batch)
+    for this_round in plan.rounds:
+        (group, *others) = this_round.groups
+        if others or group.tokens is None or group.copies is not None:
+            continue
+        joined = [t for call in this_round.calls for t in plan.indices(call).tolist()]
+        assert plan.indices(group).tolist() == joined
+
+
 def test_rows_of_one_history_compute_their_common_prefix_once():
     """One 40-token prompt under the identity, a skip of layer 9 and a repeat of layer 12:
     by layer, layers 0-9 run once on 40 tokens for all three, 10-12 on 80 (the identity and

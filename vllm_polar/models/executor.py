@@ -29,7 +29,7 @@ from vllm.model_executor.layers.attention import Attention
 from vllm_polar import config as polar_config
 from vllm_polar.program import identity, step_slots
 from vllm_polar.runtime.enable import check_attention_backend
-from vllm_polar.runtime.plan import Group, Plan, uniform_plan
+from vllm_polar.runtime.plan import Group, Plan, Round, uniform_plan
 from vllm_polar.runtime.runner import CallAttention, timed
 
 QKV = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
@@ -98,6 +98,9 @@ def run_program(
     """
     num_tokens = hidden.shape[0]
     residual = torch.zeros_like(hidden)
+    expanded = None  # positions of token_index[:expanded_tokens], gathered once
+    if plan.token_index is not None:
+        expanded = positions.index_select(0, plan.token_index[: plan.expanded_tokens])
     for round_ in plan.rounds:
         if round_.groups[0].tokens is None:
             layer = layers[round_.groups[0].layer]
@@ -105,13 +108,20 @@ def run_program(
             out = slots[round_.calls[0].slot](*qkv(layer, x, positions))
             hidden, residual = post(layer, residual, out)
             continue
+        if len(round_.groups) == 1 and round_.groups[0].copies is None:
+            hidden, residual = run_group_round(
+                layers, slots, plan, round_, hidden, residual, positions, expanded, qkv, post
+            )
+            continue
         q, k, v, normed = None, None, None, []
         for group in round_.groups:
             layer, index = layers[group.layer], plan.indices(group)
             x, group_residual = layer.input_layernorm(
                 hidden.index_select(0, index), residual.index_select(0, index)
             )
-            group_q, group_k, group_v = qkv(layer, x, positions.index_select(0, index))
+            group_q, group_k, group_v = qkv(
+                layer, x, group_positions(plan, group, positions, expanded)
+            )
             if q is None:
                 q = group_q.new_empty(num_tokens, group_q.shape[1])
                 k = group_k.new_empty(num_tokens, group_k.shape[1])
@@ -139,6 +149,52 @@ def run_program(
             residual.index_copy_(0, index, group_residual)
             share(plan, group, hidden, residual)
     return hidden, residual
+
+
+def run_group_round(
+    layers: nn.ModuleList,
+    slots: nn.ModuleList,
+    plan: Plan,
+    round_: Round,
+    hidden: torch.Tensor,
+    residual: torch.Tensor,
+    positions: torch.Tensor,
+    expanded: torch.Tensor,
+    qkv: QKV,
+    post: Post,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A round of one layer over part of the batch, without batch-sized q/k/v buffers.
+
+    The group's tokens are its calls' tokens one after the other (:class:`Plan`), so each
+    call's q/k/v is a run of rows of the group's and the calls' outputs, joined, are the
+    group's attention output.  ``expanded``: the positions of the plan's expanded tokens.
+    """
+    group = round_.groups[0]
+    layer, index = layers[group.layer], plan.indices(group)
+    x, group_residual = layer.input_layernorm(
+        hidden.index_select(0, index), residual.index_select(0, index)
+    )
+    q, k, v = qkv(layer, x, group_positions(plan, group, positions, expanded))
+    outs, start = [], 0
+    for call in round_.calls:
+        end = start + call.tokens.stop - call.tokens.start
+        attention = plan.call_attention[call.tokens.start]
+        outs.append(attend(slots[call.slot], attention, q[start:end], k[start:end], v[start:end]))
+        start = end
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    group_hidden, group_residual = post(layer, group_residual, out)
+    hidden.index_copy_(0, index, group_hidden)
+    residual.index_copy_(0, index, group_residual)
+    return hidden, residual
+
+
+def group_positions(
+    plan: Plan, group: Group, positions: torch.Tensor, expanded: torch.Tensor
+) -> torch.Tensor:
+    """(n,) positions of a group's tokens: a view of the forward's one gather where it can."""
+    if group.tokens.stop <= plan.expanded_tokens:
+        return expanded[group.tokens]
+    return positions.index_select(0, plan.indices(group))
 
 
 def share(plan: Plan, group: Group, *tensors: torch.Tensor) -> None:

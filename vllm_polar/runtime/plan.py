@@ -104,7 +104,8 @@ class Plan:
     ``token_index`` is a (T,) int64 device tensor holding the index arrays of every group, copy
     and call that does not cover the whole batch, concatenated; ``host_index`` is its host copy.
     ``call_attention`` maps a call's ``tokens.start`` to the attention metadata of its requests
-    alone (filled in by the runner).
+    alone (filled in by the runner).  In a round of one group without copies, the group's
+    tokens are its calls' tokens, call after call, so the calls can take runs of its rows.
     """
 
     rounds: list[Round]
@@ -113,6 +114,9 @@ class Plan:
     call_attention: dict[int, object] = field(default_factory=dict)
     call_region: tuple[slice, slice, slice] | None = None
     """Where every call's (tokens, rows, starts) slices lie in ``token_index``."""
+    expanded_tokens: int = 0
+    """``token_index[:expanded_tokens]`` are token indices: every group's and call's tokens
+    lie there, but for the copies of rows that share a program prefix."""
 
     def indices(self, part: Group | Call) -> torch.Tensor:
         """(n,) int64 token indices of a group or call over part of the batch."""
@@ -559,7 +563,13 @@ def materialize(
     ]
     host_index = np.concatenate(chunks)
     token_index = torch.from_numpy(host_index).to(device, non_blocking=True)
-    return Plan(rounds, token_index, host_index, call_region=region if len(calls) else None)
+    return Plan(
+        rounds,
+        token_index,
+        host_index,
+        call_region=region if len(calls) else None,
+        expanded_tokens=num_tokens,
+    )
 
 
 def group_copies(
