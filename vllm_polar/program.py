@@ -131,10 +131,13 @@ def step_slots(program: Sequence[int], num_layers: int, num_slots: int) -> tuple
     seen: set[int] = set()
     taken: set[int] = set()
     slots = []
+    lowest_free = 0  # slots are only ever taken, so the lowest free one only moves up
     for layer in program:
         slot = layer if layer not in seen else num_layers + len(slots) - len(seen)
         if slot >= num_slots or slot in taken:
-            slot = min(set(range(num_slots)) - taken)
+            while lowest_free in taken:
+                lowest_free += 1
+            slot = lowest_free
         seen.add(layer)
         taken.add(slot)
         slots.append(slot)

@@ -495,16 +495,12 @@ def materialize(
     spread = expand(table, entries, query_start_loc)
     call_span = np.stack([low, high + 1], 1)
     if len(apart):
-        extra = call_entries[
-            np.concatenate(
-                [
-                    np.arange(call_start[c], call_start[c] + order.call_size[c])
-                    for c in apart.tolist()
-                ]
-            )
-        ]
         sizes = order.call_size[apart]
-        call_span[apart] = len(entries) + np.stack([np.cumsum(sizes) - sizes, np.cumsum(sizes)], 1)
+        ends = np.cumsum(sizes)
+        extra = call_entries[
+            np.arange(ends[-1]) + np.repeat(call_start[apart] - ends + sizes, sizes)
+        ]
+        call_span[apart] = len(entries) + np.stack([ends - sizes, ends], 1)
         spread = joined(spread, expand(table, extra, query_start_loc))
 
     # Host index: tokens, rows, call-local token offsets of the calls' sets, copies.
@@ -529,28 +525,28 @@ def materialize(
 
     token_at = spread.token_start[spread.row_start]  # where each expanded entry's tokens begin
     layers = order.group_layer.tolist()
-    group_list = [Group(layer, None) for layer in layers]
     sliced = np.flatnonzero(~uniform[order.group_round])
-    bounds = token_at[group_span[sliced]].tolist()
-    for g, (a, b) in zip(sliced.tolist(), bounds, strict=True):
-        group_list[g] = Group(layers[g], slice(a, b))
+    bounds = token_at[group_span[sliced]].T
+    group_list = list(map(Group, layers, slices(num_groups, sliced, *bounds)))
     for g in copied:
         a, b = group_span[g].tolist()
         rows = spread.rows[spread.row_start[a] : spread.row_start[b]]
         group_list[g] = copy_group(layers[g], rows, copied[g], query_start_loc, append)
 
-    slots = order.call_slot.tolist()
-    call_list = [Call(slot, None, None, None) for slot in slots]
     offset = num_tokens + num_rows
     edges = np.zeros((num_calls, 6), np.int64)  # per call with its own set: its slice bounds
     edges[calls, 0:2] = token_at[call_span[calls]]
     edges[calls, 2], edges[calls, 3] = num_tokens + first_row, num_tokens + last_row
     edges[calls, 4], edges[calls, 5] = offset + ends - counts, offset + ends
     partial = np.flatnonzero(~order.everyone)
-    for c, (t0, t1, r0, r1, s0, s1) in zip(
-        partial.tolist(), edges[order.same_set[partial]].tolist(), strict=True
-    ):
-        call_list[c] = Call(slots[c], slice(t0, t1), slice(r0, r1), slice(s0, s1))
+    bounds = edges[order.same_set[partial]].T
+    call_list = list(
+        map(
+            Call,
+            order.call_slot.tolist(),
+            *(slices(num_calls, partial, bounds[i], bounds[i + 1]) for i in (0, 2, 4)),
+        )
+    )
     region = (slice(0, num_tokens), slice(num_tokens, offset), slice(offset, offset + len(starts)))
 
     group_bounds = np.searchsorted(order.group_round, np.arange(num_rounds + 1)).tolist()
@@ -570,6 +566,13 @@ def materialize(
         call_region=region if len(calls) else None,
         expanded_tokens=num_tokens,
     )
+
+
+def slices(size: int, where: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
+    """A list of ``size``: ``slice(starts[i], stops[i])`` at ``where[i]``, None elsewhere."""
+    out = np.full(size, None, object)
+    out[where] = list(map(slice, starts.tolist(), stops.tolist()))
+    return out.tolist()
 
 
 def group_copies(
