@@ -23,6 +23,7 @@ of ``ood``. Every completion, graded strictly and leniently, goes to ``completio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -335,11 +336,19 @@ def evaluate(settings: EvalSettings, out: Path) -> dict[str, Any]:
     from polar.tasks import load_task
 
     checkpoint = read_config(Path(settings.ckpt))
+    changed: list[str] = []  # the checkpoint's own training files, changed since it was trained
     if not settings.supervision:
         data = [
             os.path.normpath(Path(settings.ckpt) / d) for d in checkpoint.training.get("data", [])
         ]
         settings = EvalSettings(**{**asdict(settings), "supervision": tuple(data)})
+        changed = changed_training_data(checkpoint.training, data)
+        for path in changed:
+            progress(
+                f"warning: {path} is not the file the checkpoint was trained on (its sha256 "
+                "differs); Fixed best and ShortGPT take their programs and prompts from it as it "
+                "is now"
+            )
     examples = select_examples(settings.task, settings.split, settings.limit, settings.per_level)
     validation = select_examples(
         settings.task, settings.val_split, per_level=settings.val_per_level
@@ -404,6 +413,7 @@ def evaluate(settings: EvalSettings, out: Path) -> dict[str, Any]:
     results = {
         "settings": asdict(settings),
         "commit": code_version(),
+        "training_data_changed": changed,
         "selection": selection,
         "predictor_latency": latency,
         "metrics": {
@@ -413,6 +423,17 @@ def evaluate(settings: EvalSettings, out: Path) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(results, out)
     return results
+
+
+def changed_training_data(training: dict[str, Any], paths: Sequence[str]) -> list[str]:
+    """Those of a checkpoint's training files (``paths``, resolved, in the checkpoint's order)
+    whose sha256 is not the one recorded when the checkpoint was trained."""
+    recorded = training.get("data_sha256", [])
+    return [
+        path
+        for path, digest in zip(paths, recorded, strict=False)
+        if hashlib.sha256(Path(path).read_bytes()).hexdigest() != digest
+    ]
 
 
 def parse(text: str) -> Program:

@@ -3,6 +3,7 @@ programs it should, on one engine, and the results files hold every completion."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import statistics
@@ -10,6 +11,7 @@ from collections import defaultdict
 
 from polar.evaluation import EvalSettings, evaluate
 from polar.evaluation.programs import SegmentFormSampler, shortgpt_program
+from polar.evaluation.run import changed_training_data
 from polar.predictor.checkpoint import load
 from polar.prompts import predictor_input
 from polar.search.run import select_examples
@@ -94,3 +96,15 @@ def _tokenizer():
     from polar.models import prepare
 
     return AutoTokenizer.from_pretrained(prepare("smollm2-135m"))
+
+
+def test_training_files_changed_since_the_checkpoint_are_named(tmp_path):
+    kept, grown = tmp_path / "kept.jsonl", tmp_path / "grown.jsonl"
+    kept.write_text('{"question": "a"}\n')
+    grown.write_text('{"question": "b"}\n')
+    training = {"data_sha256": [hashlib.sha256(p.read_bytes()).hexdigest() for p in (kept, grown)]}
+    assert changed_training_data(training, [str(kept), str(grown)]) == []
+    with grown.open("a") as file:
+        file.write('{"question": "c"}\n')
+    assert changed_training_data(training, [str(kept), str(grown)]) == [str(grown)]
+    assert changed_training_data({}, [str(kept)]) == []  # checkpoints that recorded no digests
