@@ -166,8 +166,8 @@ def run_group_round(
     """A round of one layer over part of the batch, without batch-sized q/k/v buffers.
 
     The group's tokens are its calls' tokens one after the other (:class:`Plan`), so each
-    call's q/k/v is a run of rows of the group's and the calls' outputs, joined, are the
-    group's attention output.  ``expanded``: the positions of the plan's expanded tokens.
+    call's q/k/v is a run of the group's rows, and the calls' outputs, joined, are the group's
+    attention output.  ``expanded``: the positions of the plan's expanded tokens.
     """
     group = round_.groups[0]
     layer, index = layers[group.layer], plan.indices(group)
