@@ -16,7 +16,7 @@ Compared, each against its own physical limit:
 - PoLar 50 % / 75 % / 125 % programs vs stock checkpoints of 12 / 18 / 30 layers;
 - a batch of 8 different programs (mean length 24) vs a uniform batch of identity, at
   ``--requests`` requests (one per program) and at 8x that many (each program 8 times).
-Also the KV-cache capacity in tokens for stock and for S = D and S = 1.25 D.
+KV capacity has its own benchmark (``capacity.py``).
 
     python benchmarks/throughput.py --out benchmarks/results/throughput.json
 """
@@ -206,22 +206,16 @@ def pair(sides: dict[str, Side], args) -> dict:
             {name: Workload(engines[name], [sides[name][3]], args.requests) for name in sides},
             args,
         )
-        capacity = {name: close(llm) for name, llm in engines.items()}
+        for llm in engines.values():
+            close(llm)
         orders[f"{names[0]} started first"] = timed
-    return orders | {
-        "ratio": statistics.geometric_mean(o["ratio"] for o in orders.values()),
-        "kv_capacity_tokens": capacity,
-    }
+    return orders | {"ratio": statistics.geometric_mean(o["ratio"] for o in orders.values())}
 
 
-def close(llm) -> int:
-    """Shut the engine down; returns its KV capacity in tokens."""
-    cache = llm.llm_engine.vllm_config.cache_config
-    capacity = cache.num_gpu_blocks * cache.block_size
+def close(llm) -> None:
     llm.llm_engine.engine_core.shutdown()
     del llm
     gc.collect()
-    return capacity
 
 
 def main() -> None:
@@ -248,7 +242,6 @@ def main() -> None:
 
     polar = (full, {"max_steps": 30}, True)
     stock = (full, None, True)
-    capacity = {}
     if not args.only_mixed:
         report(
             "stock / stock (noise floor)",
@@ -262,8 +255,6 @@ def main() -> None:
             ("125% / stock 30 layers (goal >= 0.9)", WITH_LOOP, (checkpoint(30), None, True)),
         ):
             report(label, pair({"polar": (*polar, program), "stock": (*stock_side, None)}, args))
-        identity_pair = comparisons["identity / stock eager (goal >= 0.95)"]["kv_capacity_tokens"]
-        capacity = {"stock": identity_pair["stock"], "polar S=30": identity_pair["polar"]}
     # Mixed and uniform batches run on one engine, so start order plays no part.
     llm = engine(*polar)
     searched = random.Random(0).sample(search_programs(30), 8 * args.requests)
@@ -283,17 +274,12 @@ def main() -> None:
             ),
         )
     close(llm)
-    if not args.only_mixed:
-        capacity["polar S=24"] = close(engine(full, {"max_steps": DEPTH}))
-    for name, tokens in capacity.items():
-        print(f"KV capacity {name:12s} {tokens:,} tokens")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
             {
                 "settings": vars(args) | {"out": str(args.out)},
                 "comparisons": comparisons,
-                "kv_capacity_tokens": capacity,
             },
             indent=2,
         )

@@ -3,11 +3,14 @@
 Users enable PoLar with ``additional_config={"polar": {...}}`` (offline) or
 ``--additional-config '{"polar": {...}}'`` (server).  The dict accepts:
 
-``max_steps``  slot count S: the longest program the engine can run.  Each slot is one
-               attention layer of KV cache, so the KV cache holds D/S as many tokens as stock
-               vLLM with the same memory.  Must be >= D so that the identity program always
-               fits.  Default: ``ceil(1.25 * D)``, or with a predictor the larger of D and the
-               checkpoint's step budget.
+``max_steps``  slot count S: the longest program the engine can run.  Each slot is a KV-cache
+               group of its own drawing pages from one pool, and a request holds pages only
+               in the slots its program uses, so S costs no KV memory; it costs a block table
+               and an attention-metadata build per slot per step, and vLLM refuses to start
+               unless the pool holds one request of ``max_model_len`` tokens at S steps.
+               Must be >= D so that the identity program always fits.  Default:
+               ``ceil(1.25 * D)``, or with a predictor the larger of D and the checkpoint's
+               step budget.
 ``predictor``  path of a predictor checkpoint (``polar train``): requests without a program
                get the predictor's top-1 program (top-k for ``n = k``).  Its depth must be D.
 ``predictor_timeout_s``  longest a request waits for its prediction before it runs the

@@ -61,7 +61,8 @@ def generate(
 
 def start_engine(path: Path, polar: dict | None, **kwargs) -> LLM:
     extra = {"additional_config": {"polar": polar}} if polar is not None else {}
-    return LLM(model=str(path), dtype="float32", max_model_len=256, seed=0, **extra, **kwargs)
+    settings = {"max_model_len": 256, **kwargs}
+    return LLM(model=str(path), dtype="float32", seed=0, **extra, **settings)
 
 
 def stop_engine(llm: LLM) -> None:

@@ -29,6 +29,7 @@ from vllm.model_executor.layers.attention import Attention
 from vllm_polar import config as polar_config
 from vllm_polar.program import identity, step_slots
 from vllm_polar.runtime.enable import check_attention_backend
+from vllm_polar.runtime.kv import SlotSpec, slot_spec
 from vllm_polar.runtime.plan import Group, Plan, Round, uniform_plan
 from vllm_polar.runtime.runner import CallAttention, timed
 
@@ -66,7 +67,8 @@ def replace_layer_attentions(
         template = attention
         del layer.self_attn.attn
     slots = nn.ModuleList(
-        Attention(
+        SlotAttention(
+            k,
             template.num_heads,
             template.head_size,
             template.impl.scale,
@@ -79,6 +81,17 @@ def replace_layer_attentions(
     )
     check_attention_backend(slots[0].attn_backend.get_name())  # chosen here, in the worker
     return slots
+
+
+class SlotAttention(Attention):
+    """The attention of slot ``slot``: its KV cache is a group of its own (:mod:`kv`)."""
+
+    def __init__(self, slot: int, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slot = slot
+
+    def get_kv_cache_spec(self, vllm_config: VllmConfig) -> SlotSpec:
+        return slot_spec(super().get_kv_cache_spec(vllm_config), self.slot)
 
 
 def run_program(
@@ -138,7 +151,7 @@ def run_program(
             for call in round_.calls:
                 index = plan.indices(call)
                 call_q, call_k, call_v = (t.index_select(0, index) for t in (q, k, v))
-                attention = plan.call_attention[call.tokens.start]
+                attention = plan.call_metadata(call)
                 out.index_copy_(
                     0, index, attend(slots[call.slot], attention, call_q, call_k, call_v)
                 )
@@ -178,7 +191,7 @@ def run_group_round(
     outs, start = [], 0
     for call in round_.calls:
         end = start + call.tokens.stop - call.tokens.start
-        attention = plan.call_attention[call.tokens.start]
+        attention = plan.call_metadata(call)
         outs.append(attend(slots[call.slot], attention, q[start:end], k[start:end], v[start:end]))
         start = end
     out = outs[0] if len(outs) == 1 else torch.cat(outs)

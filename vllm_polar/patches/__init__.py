@@ -24,11 +24,13 @@
    without PoLar.  Can go when vLLM moves the check to request admission.
 6. ``EngineCore.preprocess_add_request`` (``engine_core.py``).  Why: the prefix cache must be
    keyed by program, or the same prompt under two programs shares KV blocks; block hashes are
-   computed from ``cache_salt`` inside this method.  And a request can reach the engine core
+   computed from ``cache_salt`` inside this method.  A request can reach the engine core
    around the front end, so its program is checked again where vLLM fails a request alone.
-   How: checks the program, then sets ``cache_salt`` from a digest of it (combined with the
-   user's) before the original runs.  Can go when vLLM
-   lets a plugin add to a request's block-hash key.
+   And the KV managers of the slots (``runtime/kv.py``, registered through vLLM's public
+   KV-cache spec registry) must know which slots a request's program uses.  How: checks the
+   program, sets ``cache_salt`` from a digest of it (combined with the user's) before the
+   original runs, then tags the built request with its slots.  Can go when vLLM lets a plugin
+   add to a request's block-hash key and attach data to the engine-core request.
 7. ``GPUModelRunner._init_model_kwargs`` (``model_runner.py``).  Why: the forward needs the
    per-token programs of the step, and the V1 runner has no per-request model hook.  How:
    adds ``polar_plan`` to the model kwargs, planned from the persistent batch (kept on the

@@ -113,12 +113,9 @@ def enable(vllm_config: VllmConfig) -> polar_config.PolarConfig | None:
     vllm_config.compilation_config.fast_moe_cold_start = False
     os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "0"
     logger.info(
-        "PoLar on: %s with %d layers, %d step slots; the KV cache holds %.2fx the tokens of "
-        "stock vLLM in the same memory (capacity scales as D/S = %d/%d)",
+        "PoLar on: %s with %d layers, %d step slots; a request holds KV pages for the slots "
+        "its program uses (the identity: as in stock vLLM)",
         architecture,
-        num_layers,
-        config.max_steps,
-        num_layers / config.max_steps,
         num_layers,
         config.max_steps,
     )

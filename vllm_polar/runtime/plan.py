@@ -26,7 +26,8 @@ rounds, each a round number per (program, step):
 
 A batch of one program runs by step over the whole batch.  For mixed batches the plan takes
 the order of lower cost: layer runs (a read of a layer's weights), attention calls (launches)
-and metadata builds (one per distinct set of requests among the calls over part of the batch),
+and metadata builds (one per call over part of the batch: its requests' rows of its slot's
+block table),
 weighed by :class:`Costs`, which the runner measures on the device at the engine's first step.
 
 *Shared prefixes.*  Rows with the same token history (the runner says which: e.g. one prompt
@@ -59,7 +60,7 @@ class Costs:
     call: float
     """The launches of one attention call over part of the batch (gathers, kernel, scatter)."""
     build: float
-    """One attention-metadata build for a set of requests."""
+    """One attention-metadata build for a call over part of the batch."""
 
 
 DEFAULT_COSTS = Costs(layer_run=8e-4, call=1e-4, build=1e-4)
@@ -103,15 +104,16 @@ class Plan:
 
     ``token_index`` is a (T,) int64 device tensor holding the index arrays of every group, copy
     and call that does not cover the whole batch, concatenated; ``host_index`` is its host copy.
-    ``call_attention`` maps a call's ``tokens.start`` to the attention metadata of its requests
-    alone (filled in by the runner).  In a round of one group without copies, the group's
-    tokens are its calls' tokens, call after call, so the calls can take runs of its rows.
+    ``call_attention`` maps a call's (``tokens.start``, slot) to the attention metadata of its
+    requests alone on its slot (filled in by the runner).  In a round of one group without
+    copies, the group's tokens are its calls' tokens, call after call, so the calls can take
+    runs of its rows.
     """
 
     rounds: list[Round]
     token_index: torch.Tensor | None
     host_index: np.ndarray | None = None
-    call_attention: dict[int, object] = field(default_factory=dict)
+    call_attention: dict[tuple[int, int], object] = field(default_factory=dict)
     call_region: tuple[slice, slice, slice] | None = None
     """Where every call's (tokens, rows, starts) slices lie in ``token_index``."""
     expanded_tokens: int = 0
@@ -130,9 +132,12 @@ class Plan:
         return self.token_index[targets], self.token_index[sources]
 
     def partial_calls(self) -> list[Call]:
-        """One call per distinct set of requests among the calls over part of the batch."""
-        calls = (call for r in self.rounds for call in r.calls if call.tokens is not None)
-        return list({call.tokens.start: call for call in calls}.values())
+        """The calls over part of the batch: each needs attention metadata of its own, its
+        requests' rows of its slot's block table."""
+        return [call for r in self.rounds for call in r.calls if call.tokens is not None]
+
+    def call_metadata(self, call: Call) -> object:
+        return self.call_attention[call.tokens.start, call.slot]
 
 
 def uniform_plan(program: Program, slots: Sequence[int]) -> Plan:
@@ -246,7 +251,7 @@ class Layout(NamedTuple):
     """One order's rounds.  Groups are (round, layer) and calls (round, slot), numbered in round
     order; every entry belongs to one of each.  ``everyone`` marks the calls over the whole
     batch; ``same_set`` gives each call the first call with the same requests (itself if none);
-    ``builds`` counts the distinct request sets among the calls over part of the batch."""
+    ``builds`` counts the calls over part of the batch (each builds its own metadata)."""
 
     round_of: np.ndarray
     group_of: np.ndarray
@@ -284,7 +289,7 @@ def layout(
     call_size = np.bincount(call_of, minlength=len(calls))
     everyone = call_size == len(programs.distinct)
     call_order = grouped(call_of)
-    same_set, builds = request_sets(programs.program[call_order], call_size, ~everyone)
+    same_set = request_sets(programs.program[call_order], call_size, ~everyone)
     return Layout(
         round_of,
         group_of,
@@ -297,21 +302,19 @@ def layout(
         call_size,
         everyone,
         same_set,
-        builds,
+        int(len(everyone) - everyone.sum()),
     )
 
 
 _SET_HASH = np.random.default_rng(0).integers(1, 2**63, 1 << 12, dtype=np.uint64)
 
 
-def request_sets(
-    members: np.ndarray, sizes: np.ndarray, partial: np.ndarray
-) -> tuple[np.ndarray, int]:
+def request_sets(members: np.ndarray, sizes: np.ndarray, partial: np.ndarray) -> np.ndarray:
     """For calls given as ``members`` (their programs, call after call, ``sizes`` each): the
-    first call with the same members, and the number of distinct member sets among ``partial``.
+    first call among ``partial`` with the same members (itself elsewhere).
 
     Sets are told apart by a sum of random 64-bit words per member, then checked member by
-    member, so two sets share metadata only if they are equal.
+    member, so two calls share their index slices only if their sets are equal.
     """
     global _SET_HASH
     if len(_SET_HASH) <= members.max():
@@ -321,7 +324,7 @@ def request_sets(
     same_set = np.arange(len(sizes))
     candidates = np.flatnonzero(partial)
     if not len(candidates):
-        return same_set, 0
+        return same_set
     starts = np.cumsum(sizes) - sizes
     digest = np.add.reduceat(_SET_HASH[members], starts) ^ sizes.astype(np.uint64)
     _, first, inverse = np.unique(digest[candidates], return_index=True, return_inverse=True)
@@ -337,12 +340,10 @@ def request_sets(
         mine = members[np.repeat(starts[copies], counts) + within]
         if not np.array_equal(mine, members[np.repeat(starts[kept], counts) + within]):
             return exact_request_sets(members, sizes, partial)
-    return same_set, len(first)
+    return same_set
 
 
-def exact_request_sets(
-    members: np.ndarray, sizes: np.ndarray, partial: np.ndarray
-) -> tuple[np.ndarray, int]:
+def exact_request_sets(members: np.ndarray, sizes: np.ndarray, partial: np.ndarray) -> np.ndarray:
     """:func:`request_sets` without the digest (after two different sets met in one)."""
     starts = np.cumsum(sizes) - sizes
     same_set = np.arange(len(sizes))
@@ -350,7 +351,7 @@ def exact_request_sets(
     for call in np.flatnonzero(partial).tolist():
         key = members[starts[call] : starts[call] + sizes[call]].tobytes()
         same_set[call] = first.setdefault(key, call)
-    return same_set, len(first)
+    return same_set
 
 
 def prefix_sources(
@@ -462,7 +463,7 @@ def materialize(
     group and, within a group, by call: each group is then a span of them, and so is each call
     in a round of one group (or whose members happen to line up); the other calls' entries are
     expanded again, after them.  A call over part of the batch that has the request set of an
-    earlier call takes its slices, so that one metadata build serves both.
+    earlier call takes its slices (its index arrays are stored once).
     """
     num_rounds = int(order.group_round[-1]) + 1
     uniform = (np.bincount(order.group_round, minlength=num_rounds) == 1) & (

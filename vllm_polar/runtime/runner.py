@@ -3,7 +3,8 @@
 The runner keeps one :class:`Planner`.  It plans a batch when its composition changes and
 reuses the plan while the batch keeps its requests, their token counts and their histories'
 relations (steady decode: every row one token further); only the attention metadata of the
-calls over part of the batch is rebuilt every step, from one gather per runner buffer.
+calls over part of the batch is rebuilt every step, from one gather per runner buffer (per slot
+for the block table and slot mapping: every slot is a KV-cache group of its own).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Planner:
     computed: np.ndarray | None = None
     plan: Plan | None = None
     shares: bool = False
+    slot_groups: dict[int, int] | None = None
 
     def reusable(self, req_ids: list[str], query_lens: np.ndarray, computed: np.ndarray) -> bool:
         """The last plan holds for this step: same requests in the same order with the same
@@ -78,6 +80,7 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
         planner = runner.polar_planner = Planner(config)
     if planner.costs is None:
         planner.costs = measure_costs(runner)
+        log_kv_pool(runner, config)
     batch = runner.input_batch
     num_reqs = batch.num_reqs
     req_ids = batch.req_ids[:num_reqs]
@@ -98,7 +101,9 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
         planner.shares = any(g.copies is not None for r in planner.plan.rounds for g in r.groups)
         planner.req_ids, planner.query_lens = req_ids, query_lens
     planner.computed = computed
-    return with_call_attention(runner, planner.plan)
+    if planner.slot_groups is None:
+        planner.slot_groups = slot_groups(runner)
+    return with_call_attention(runner, planner.plan, planner.slot_groups)
 
 
 def token_histories(runner, query_start_loc: np.ndarray) -> list[tuple[int, bytes] | None]:
@@ -127,14 +132,15 @@ def token_histories(runner, query_start_loc: np.ndarray) -> list[tuple[int, byte
     return histories
 
 
-def whole_batch_metadata(runner) -> CommonAttentionMetadata:
-    """The step's common attention metadata, from the same runner buffers the runner's own
-    ``_build_attention_metadata`` reads (eager: no padding; one KV-cache group)."""
+def whole_batch_metadata(runner, group: int = 0) -> CommonAttentionMetadata:
+    """The step's common attention metadata of KV-cache group ``group`` (one slot), from the
+    same runner buffers the runner's own ``_build_attention_metadata`` reads (eager: no
+    padding)."""
     batch = runner.input_batch
     num_reqs = batch.num_reqs
     query_start_loc = runner.query_start_loc.np[: num_reqs + 1]
     num_tokens = int(query_start_loc[-1])
-    block_table = batch.block_table[0]
+    block_table = batch.block_table[group]
     seq_lens_cpu = runner.optimistic_seq_lens_cpu[:num_reqs]
     return CommonAttentionMetadata(
         query_start_loc=runner.query_start_loc.gpu[: num_reqs + 1],
@@ -154,23 +160,28 @@ def whole_batch_metadata(runner) -> CommonAttentionMetadata:
     )
 
 
-def metadata_builder(runner):
-    (attention_group,) = runner.attn_groups[0]  # every slot attention has the same spec
+def slot_groups(runner) -> dict[int, int]:
+    """The KV-cache group of each slot (every slot attention is a group of its own)."""
+    groups = runner.kv_cache_config.kv_cache_groups
+    return {group.kv_cache_spec.slot: index for index, group in enumerate(groups)}
+
+
+def metadata_builder(runner, group: int):
+    (attention_group,) = runner.attn_groups[group]
     return attention_group.get_metadata_builder()
 
 
-def with_call_attention(runner, plan: Plan) -> Plan:
+def with_call_attention(runner, plan: Plan, groups: dict[int, int]) -> Plan:
     """``plan`` with the attention metadata of each call over part of the batch.
 
     Every runner buffer is gathered once for all such calls (their rows and tokens lie in the
-    plan's ``call_region``); each call's metadata is views of those gathers, then the backend's
-    ``build``.
+    plan's ``call_region``), the block table and slot mapping once per slot among them; each
+    call's metadata is views of those gathers, then its slot's backend ``build``.
     """
     calls = plan.partial_calls()
     if not calls:
         return plan
     whole = whole_batch_metadata(runner)
-    builder = metadata_builder(runner)
     tokens, rows, starts = plan.call_region
     host_rows = torch.from_numpy(plan.host_index[rows])
     host_starts = plan.host_index[starts]
@@ -182,17 +193,24 @@ def with_call_attention(runner, plan: Plan) -> Plan:
         "query_start_loc_cpu": torch.from_numpy(host_starts.astype(np.int32)),
         "seq_lens": whole.seq_lens[device_rows],
         "seq_lens_cpu_upper_bound": seq_lens_cpu,
-        "block_table_tensor": whole.block_table_tensor[device_rows],
         "is_prefilling": whole.is_prefilling[host_rows],
-        "slot_mapping": whole.slot_mapping[device_tokens],
         "positions": whole.positions[device_tokens],
     }
+    per_slot = {}
+    for slot in sorted({call.slot for call in calls}):
+        table = runner.input_batch.block_table[groups[slot]]
+        per_slot[slot] = (
+            table.get_device_tensor(runner.input_batch.num_reqs)[device_rows],
+            table.slot_mapping.gpu[: whole.num_actual_tokens][device_tokens],
+            metadata_builder(runner, groups[slot]),
+        )
     seq_lens_host = seq_lens_cpu.numpy()
     attention = {}
     for call in calls:
         t = slice(call.tokens.start - tokens.start, call.tokens.stop - tokens.start)
         r = slice(call.rows.start - rows.start, call.rows.stop - rows.start)
         s = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
+        block_table, slot_mapping, builder = per_slot[call.slot]
         call_starts = host_starts[s]
         metadata = CommonAttentionMetadata(
             query_start_loc=gathered["query_start_loc"][s],
@@ -203,14 +221,33 @@ def with_call_attention(runner, plan: Plan) -> Plan:
             num_actual_tokens=t.stop - t.start,
             max_query_len=int(np.diff(call_starts).max()),
             max_seq_len=int(seq_lens_host[r].max()),
-            block_table_tensor=gathered["block_table_tensor"][r],
-            slot_mapping=gathered["slot_mapping"][t],
+            block_table_tensor=block_table[r],
+            slot_mapping=slot_mapping[t],
             causal=True,
             is_prefilling=gathered["is_prefilling"][r],
             positions=gathered["positions"][t],
         )
-        attention[call.tokens.start] = (builder.build(0, metadata), metadata.slot_mapping)
+        attention[call.tokens.start, call.slot] = (
+            builder.build(0, metadata),
+            metadata.slot_mapping,
+        )
     return dataclasses.replace(plan, call_attention=attention)
+
+
+def log_kv_pool(runner, config: PolarConfig) -> None:
+    """Log the KV pool in pages, and the tokens it holds at the identity and at S steps."""
+    pages = runner.kv_cache_config.num_blocks - 1  # vLLM keeps one back as its null block
+    block = runner.cache_config.block_size
+    logger.info(
+        "PoLar KV pool: %d pages of %d tokens, one per slot a request's program uses: "
+        "%d tokens at the identity (%d steps), %d at %d distinct steps",
+        pages,
+        block,
+        pages // config.num_layers * block,
+        config.num_layers,
+        pages // config.max_steps * block,
+        config.max_steps,
+    )
 
 
 def measure_costs(runner) -> Costs:
@@ -226,7 +263,7 @@ def measure_costs(runner) -> Costs:
     index = torch.arange(CALIBRATION_TOKENS, device=runner.device)
     launch = timed(lambda: probe.index_select(0, index), repeat=20) / 20
     whole = whole_batch_metadata(runner)
-    builder = metadata_builder(runner)
+    builder = metadata_builder(runner, 0)
     build = timed(lambda: builder.build(0, whole))
     costs = Costs(layer_run=layer_run, call=5 * launch, build=build)
     from vllm.distributed import get_tp_group
