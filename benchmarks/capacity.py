@@ -34,6 +34,9 @@ os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the scheduler is read betw
 from plan import search_programs  # noqa: E402  (benchmarks/, beside this script)
 from throughput import DEPTH, HALF, WITH_LOOP, checkpoint  # noqa: E402
 
+# Every engine gets --kv-mib through ``kv_cache_memory_bytes``; the CPU backend's GiB-sized
+# VLLM_CPU_KVCACHE_SPACE (set by throughput.py) would override it.
+os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
 IDENTITY = tuple(range(DEPTH))
 SLOTS = 30
 
