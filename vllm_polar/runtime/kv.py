@@ -37,7 +37,7 @@ class SlotSpec(FullAttentionSpec):
 
     @classmethod
     def merge(cls, specs: list[SlotSpec]) -> SlotSpec:
-        if len({spec.slot for spec in specs}) != 1 or len(set(specs)) != 1:
+        if len(set(specs)) != 1:  # equal specs are the same slot
             # vLLM reads an AssertionError as "these layers cannot share a group".
             raise AssertionError("PoLar slots keep one KV-cache group each")
         return specs[0]

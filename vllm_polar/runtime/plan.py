@@ -250,8 +250,7 @@ def grouped(ids: np.ndarray) -> np.ndarray:
 class Layout(NamedTuple):
     """One order's rounds.  Groups are (round, layer) and calls (round, slot), numbered in round
     order; every entry belongs to one of each.  ``everyone`` marks the calls over the whole
-    batch; ``same_set`` gives each call the first call with the same requests (itself if none);
-    ``builds`` counts the calls over part of the batch (each builds its own metadata)."""
+    batch; ``builds`` counts the calls over part of the batch (each builds its own metadata)."""
 
     round_of: np.ndarray
     group_of: np.ndarray
@@ -264,7 +263,6 @@ class Layout(NamedTuple):
     """(n,) entries in call order (programs ascending within a call)."""
     call_size: np.ndarray
     everyone: np.ndarray
-    same_set: np.ndarray
     builds: int
 
     def cost(self, costs: Costs) -> float:
@@ -289,7 +287,6 @@ def layout(
     call_size = np.bincount(call_of, minlength=len(calls))
     everyone = call_size == len(programs.distinct)
     call_order = grouped(call_of)
-    same_set = request_sets(programs.program[call_order], call_size, ~everyone)
     return Layout(
         round_of,
         group_of,
@@ -301,7 +298,6 @@ def layout(
         call_order,
         call_size,
         everyone,
-        same_set,
         int(len(everyone) - everyone.sum()),
     )
 
@@ -485,7 +481,8 @@ def materialize(
         [group_end - np.bincount(order.group_of[entries], minlength=num_groups), group_end], 1
     )
 
-    own = ~order.everyone & (order.same_set == np.arange(num_calls))
+    same_set = request_sets(table.program[order.call_order], order.call_size, ~order.everyone)
+    own = ~order.everyone & (same_set == np.arange(num_calls))
     call_entries = order.call_order
     call_start = np.cumsum(order.call_size) - order.call_size
     at = position[call_entries]
@@ -540,7 +537,7 @@ def materialize(
     edges[calls, 2], edges[calls, 3] = num_tokens + first_row, num_tokens + last_row
     edges[calls, 4], edges[calls, 5] = offset + ends - counts, offset + ends
     partial = np.flatnonzero(~order.everyone)
-    bounds = edges[order.same_set[partial]].T
+    bounds = edges[same_set[partial]].T
     call_list = list(
         map(
             Call,
