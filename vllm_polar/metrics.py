@@ -3,7 +3,7 @@
 Named ``polar:*``: vLLM unregisters every ``vllm:*`` collector when its stat logger starts.
 """
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 FALLBACK_REASONS = ("error", "timeout", "blank prompt")
 
@@ -29,3 +29,20 @@ PREDICTOR_FALLBACKS = Counter(
 )
 for _reason in FALLBACK_REASONS:
     PREDICTOR_FALLBACKS.labels(reason=_reason)  # exported from the start, at zero
+KV_PAGES = Gauge(
+    "polar:kv_pages_held",
+    "KV pages held by the requests whose programs run `steps` steps (a page holds one block "
+    "of tokens of one step; a page shared through the prefix cache counts for each holder).",
+    ["engine", "steps"],
+)
+_kv_steps_seen: dict[int, set[int]] = {}
+
+
+def record_kv_pages(pages: dict[int, int], engine: int) -> None:
+    """Set the engine's pages per step count; a step count no request holds any more reads 0."""
+    seen = _kv_steps_seen.setdefault(engine, set())
+    for steps in seen - pages.keys():
+        KV_PAGES.labels(engine=str(engine), steps=str(steps)).set(0)
+    for steps, count in pages.items():
+        KV_PAGES.labels(engine=str(engine), steps=str(steps)).set(count)
+    seen.update(pages)

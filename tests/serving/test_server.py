@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,6 +189,52 @@ def test_metrics_move_by_what_the_requests_ran(server, client, predictor):
     assert moved("polar:predictor_latency_seconds_count") == 1
     assert moved("polar:predictor_fallbacks_total", reason="blank prompt") == 1
     assert moved("polar:predictor_fallbacks_total", reason="error") == 0
+
+
+def kv_pages_held(samples: dict[tuple[str, tuple], float]) -> dict[int, float]:
+    return {
+        int(dict(labels)["steps"]): value
+        for (name, labels), value in samples.items()
+        if name == "polar:kv_pages_held"
+    }
+
+
+def test_metrics_show_kv_pages_held_per_program_step_count(server, client):
+    """Two streams under programs of 29 and 31 steps hold pages in 29 and 31 slots: mid-stream
+    each count is a multiple of its steps, and together they are the pool's usage as vLLM's own
+    gauge reports it; once both finish, both read 0."""
+    programs = {29: [*range(5), *range(6, DEPTH)], 31: [*range(10), 9, *range(10, DEPTH)]}
+    streams = []
+    for steps, program in programs.items():
+        stream = client.completions.create(
+            model="smol",
+            prompt=f"Count slowly from one to a thousand, {steps} numbers per line:",
+            max_tokens=300,
+            temperature=0,
+            extra_body={**EXTRA, "vllm_xargs": {"polar_program": program}},
+            stream=True,
+        )
+        next(iter(stream))  # prefilled, now decoding
+        streams.append(stream)
+    during = scrape(server)
+    for stream in streams:
+        assert len("".join(chunk.choices[0].text for chunk in stream)) > 0
+    after = scrape(server)
+    for _ in range(50):  # the stats of the last step may land just after the last chunk
+        if not any(kv_pages_held(after).values()):
+            break
+        time.sleep(0.1)
+        after = scrape(server)
+
+    held = kv_pages_held(during)
+    [config] = [dict(labels) for (name, labels) in during if name == "vllm:cache_config_info"]
+    pool, block = int(config["num_gpu_blocks"]), int(config["block_size"])
+    for steps in programs:  # one request each, between its prompt's blocks and its last ones
+        assert held[steps] % steps == 0
+        assert 1 <= held[steps] // steps <= -(-(64 + 300) // block), held
+    [usage] = [v for (name, _), v in during.items() if name == "vllm:kv_cache_usage_perc"]
+    assert sum(held.values()) == pytest.approx(usage * (pool - 1), abs=0.5)
+    assert kv_pages_held(after)[29] == kv_pages_held(after)[31] == 0
 
 
 def engine_config_with(model: Path, predictor: Path):

@@ -53,6 +53,16 @@
    section; stock engines pass through.  Uses only public API, so it holds across versions.
    Can go when vLLM checks a plugin's supported version range itself.
 
+10. ``SchedulerStats`` and ``Scheduler.make_stats`` (``scheduler_stats.py``).  Why: ``/metrics``
+    shows the KV pages held per program step count, which only the engine core's KV managers
+    know, and the stats it sends the front end are a dataclass of fixed fields, encoded field
+    by field.  How: declares one more field, ``polar_kv_pages``, in every process, and fills it
+    after the original ``make_stats``.  Can go when vLLM's scheduler stats carry a free-form
+    plugin section.
+11. ``PrometheusStatLogger.record`` (``prometheus_logger.py``).  Why: to export those pages.
+    How: sets the ``polar:kv_pages_held`` gauge after the original records.  Can go with a
+    stat-logger plugin point that does not turn stats on for every engine (vLLM 0.32's does).
+
 ``check_vllm_version`` runs before any module here that reads vLLM internals is imported.
 """
 
@@ -103,7 +113,8 @@ def refuse_polar_engines() -> None:
 
 
 def apply_engine_patches() -> None:
-    """Patches of the front end (config, requests) and the engine core (prefix-cache key)."""
+    """Patches of the front end (config, requests, metrics) and the engine core (prefix-cache
+    key, stats)."""
     check_vllm_version()
     from vllm_polar.patches import (
         async_llm,
@@ -111,7 +122,9 @@ def apply_engine_patches() -> None:
         engine_core,
         input_processor,
         parallel_sampling,
+        prometheus_logger,
         sampling_params,
+        scheduler_stats,
     )
 
     engine_args.apply()
@@ -120,6 +133,8 @@ def apply_engine_patches() -> None:
     parallel_sampling.apply()
     sampling_params.apply()
     engine_core.apply()
+    scheduler_stats.apply()
+    prometheus_logger.apply()
 
 
 def apply_worker_patches() -> None:

@@ -126,6 +126,20 @@ class SlotManager(FullAttentionManager):
         )
 
 
+def pages_by_steps(managers: Sequence[SlotManager], request_ids: Iterable[str]) -> dict[int, int]:
+    """KV pages the requests ``request_ids`` hold, summed by their programs' step counts:
+    {K: pages}.  A request holds as many pages in each of its K slots, so this reads one slot
+    per request.  A page shared through the prefix cache counts for every request holding it."""
+    by_slot = {manager.kv_cache_spec.slot: manager for manager in managers}
+    pages: dict[int, int] = {}
+    for request_id in request_ids:
+        slots = slots_of(request_id) or by_slot.keys()  # untracked: every slot
+        blocks = by_slot[min(slots)].req_to_blocks.get(request_id)
+        if blocks:
+            pages[len(slots)] = pages.get(len(slots), 0) + len(slots) * len(blocks)
+    return pages
+
+
 def register() -> None:
     """Register :class:`SlotSpec` with its manager (after vLLM's own specs, which register
     lazily on the registry's first use)."""
