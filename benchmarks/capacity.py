@@ -8,11 +8,15 @@ queues and preempts by the pages each request really holds.  The engine core run
 process and the benchmark steps it itself, reading after every step the tokens the running
 requests hold in KV (their computed tokens): the peak is the engine's capacity in tokens on
 this workload.  Output tokens/s is timed over the same steps (``--runs`` runs per engine after
-one warm-up run; medians).
+one warm-up run; medians).  Whole requests pack a pool unevenly, so each engine also runs a
+*fill* workload once: ``--fill-requests`` requests of one KV block each (prompt and output
+together), enough to exceed every engine's pool; its peak is the pool's capacity at the
+workload's program, to within one block.
 
 Engines, one after another: stock; PoLar (S = 30) with every request at the identity, at a
-50 % program (every other layer), at a 125 % program (layers 8-13 looped); and a mixed
-predictor-like workload (searched programs, one per request).
+50 % program (every other layer), at a 125 % program (layers 8-13 looped), and a mixed
+predictor-like workload (searched programs, one per request); then the identity again on an
+engine of S = 2·D slots, for what each slot costs per step.
 
     python benchmarks/capacity.py --out benchmarks/results/capacity.json
 """
@@ -58,17 +62,21 @@ def engine(path: Path, polar: dict | None, kv_bytes: int):
     )
 
 
-def workload_run(llm, programs: list[tuple[int, ...] | None], args, tag: str) -> dict:
-    """Submit every request, step the engine until all finish; peak KV tokens and tok/s."""
+def workload_run(
+    llm, programs: list[tuple[int, ...] | None], shape: tuple[int, int, int], tag: str
+) -> dict:
+    """Submit every request of ``shape`` (requests, prompt tokens, output tokens), step the
+    engine until all finish; peak KV tokens and tok/s."""
     from vllm import SamplingParams
 
     engine_ = llm.llm_engine
     scheduler = engine_.engine_core.engine_core.scheduler
-    for i in range(args.requests):
+    requests, prompt_len, max_tokens = shape
+    for i in range(requests):
         program = programs[i % len(programs)]
-        prompt = [(31 * i + 7 * j) % 31000 + 100 for j in range(args.prompt_len)]
+        prompt = [(31 * i + 7 * j) % 31000 + 100 for j in range(prompt_len)]
         params = SamplingParams(
-            max_tokens=args.max_tokens,
+            max_tokens=max_tokens,
             temperature=0,
             ignore_eos=True,
             extra_args=None if program is None else {"polar_program": list(program)},
@@ -98,8 +106,12 @@ def measure(path: Path, polar: dict | None, programs: list, args) -> dict:
     llm = engine(path, polar, args.kv_mib << 20)
     config = llm.llm_engine.vllm_config.cache_config
     pages = config.num_gpu_blocks
-    workload_run(llm, programs, args, "warmup")
-    runs = [workload_run(llm, programs, args, f"run{r}") for r in range(args.runs)]
+    shape = (args.requests, args.prompt_len, args.max_tokens)
+    workload_run(llm, programs, shape, "warmup")
+    runs = [workload_run(llm, programs, shape, f"run{r}") for r in range(args.runs)]
+    fill_output = 8  # prompt + output - 1 computed tokens: one block
+    fill = (args.fill_requests, config.block_size - fill_output, fill_output)
+    fill_peak = workload_run(llm, programs, fill, "fill")["peak_tokens"]
     llm.llm_engine.engine_core.shutdown()
     del llm
     gc.collect()
@@ -108,6 +120,7 @@ def measure(path: Path, polar: dict | None, programs: list, args) -> dict:
         "block_size": config.block_size,
         "peak_tokens": statistics.median(r["peak_tokens"] for r in runs),
         "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+        "fill_peak_tokens": fill_peak,
         "runs": runs,
     }
 
@@ -119,6 +132,7 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=160)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--fill-requests", type=int, default=128, help="one-block requests")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/capacity.json"))
     args = parser.parse_args()
 
@@ -132,18 +146,20 @@ def main() -> None:
         ("50% program", polar, [HALF]),
         ("125% program", polar, [WITH_LOOP]),
         ("searched programs, one per request", polar, searched),
+        (f"identity, S = {2 * DEPTH}", {"max_steps": 2 * DEPTH}, [IDENTITY]),
     ):
         rows[label] = measure(path, config, programs, args)
         row = rows[label]
         print(
             f"{label:38s} pool {row['pool_blocks']:6d} blocks  peak KV {row['peak_tokens']:7.0f} "
-            f"tokens  {row['tokens_per_s']:6.1f} tok/s",
+            f"tokens  {row['tokens_per_s']:6.1f} tok/s  fill peak {row['fill_peak_tokens']:6d}",
             flush=True,
         )
     stock = rows["stock"]
     for row in rows.values():
         row["capacity_vs_stock"] = row["peak_tokens"] / stock["peak_tokens"]
         row["throughput_vs_stock"] = row["tokens_per_s"] / stock["tokens_per_s"]
+        row["fill_capacity_vs_stock"] = row["fill_peak_tokens"] / stock["fill_peak_tokens"]
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -154,9 +170,12 @@ def main() -> None:
             indent=2,
         )
     )
-    print("\nlabel                                  capacity/stock  tok/s/stock")
+    print("\nlabel                                  capacity/stock  tok/s/stock  fill/stock")
     for label, row in rows.items():
-        print(f"{label:38s} {row['capacity_vs_stock']:14.3f} {row['throughput_vs_stock']:12.3f}")
+        print(
+            f"{label:38s} {row['capacity_vs_stock']:14.3f} {row['throughput_vs_stock']:12.3f} "
+            f"{row['fill_capacity_vs_stock']:11.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@
     plugin section.
 11. ``PrometheusStatLogger.record`` (``prometheus_logger.py``).  Why: to export those pages.
     How: sets the ``polar:kv_pages_held`` gauge after the original records.  Can go with a
-    stat-logger plugin point that does not turn stats on for every engine (vLLM 0.32's does).
+    stat-logger plugin point that leaves stats off where the user turned them off (vLLM 0.32's
+    turns them on for every async engine).
 
 ``check_vllm_version`` runs before any module here that reads vLLM internals is imported.
 """

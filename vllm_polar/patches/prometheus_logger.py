@@ -2,9 +2,9 @@
 
 vLLM's Prometheus logger is what ``vllm serve`` builds when stats are on, and it records every
 ``SchedulerStats`` the engine cores send; the pages arrive in the field that
-:mod:`vllm_polar.patches.scheduler_stats` adds.  Patching it (rather than adding a stat-logger
-plugin, which vLLM 0.32 lets turn stats on for every engine) keeps ``--disable-log-stats``
-meaning what it says.
+:mod:`vllm_polar.patches.scheduler_stats` adds.  A stat-logger plugin would need no patch, but
+in vLLM 0.32 installing one turns stats on for every async engine, ``--disable-log-stats`` or
+not; patching the Prometheus logger keeps that flag meaning what it says.
 """
 
 from __future__ import annotations
