@@ -40,9 +40,13 @@ def serve_command(model: Path, predictor: Path | str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(smollm2, predictor_dir, tmp_path_factory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("polar_server") / "server.log"
-    with running_server(serve_command(smollm2, predictor_dir), log) as running:
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("polar_server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(smollm2, predictor_dir, server_log) -> Iterator[str]:
+    with running_server(serve_command(smollm2, predictor_dir), server_log) as running:
         yield running.url
 
 
@@ -235,6 +239,22 @@ def test_metrics_show_kv_pages_held_per_program_step_count(server, client):
     [usage] = [v for (name, _), v in during.items() if name == "vllm:kv_cache_usage_perc"]
     assert sum(held.values()) == pytest.approx(usage * (pool - 1), abs=0.5)
     assert kv_pages_held(after)[29] == kv_pages_held(after)[31] == 0
+
+
+def test_kv_pool_is_logged_in_pages_before_the_first_request(server, server_log):
+    lines = server_log.read_text().splitlines()
+    [pool] = [i for i, line in enumerate(lines) if "PoLar KV pool:" in line]
+    requests_at = [i for i, line in enumerate(lines) if '"POST /v1/' in line]
+    first_request = requests_at[0] if requests_at else len(lines)
+    assert pool < first_request
+    [config] = [
+        dict(labels) for (name, labels) in scrape(server) if name == "vllm:cache_config_info"
+    ]
+    pages, block = int(config["num_gpu_blocks"]) - 1, int(config["block_size"])  # null block
+    assert (
+        f"PoLar KV pool: {pages} pages of {block} tokens, one per slot a request's program uses: "
+        f"{pages // DEPTH * block} tokens at the identity ({DEPTH} steps)"
+    ) in lines[pool]
 
 
 def engine_config_with(model: Path, predictor: Path):

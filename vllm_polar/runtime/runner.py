@@ -80,7 +80,6 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
         planner = runner.polar_planner = Planner(config)
     if planner.costs is None:
         planner.costs = measure_costs(runner)
-        log_kv_pool(runner, config)
     batch = runner.input_batch
     num_reqs = batch.num_reqs
     req_ids = batch.req_ids[:num_reqs]
