@@ -90,11 +90,13 @@ def main() -> None:
     tasks = {
         t: load_task(t, args.split, limit=args.limit, data_dir=args.data_dir) for t in args.tasks
     }
+    from polar.search.records import code_version
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, dict] = {}
     for model in args.models:  # the JSON is rewritten after each model: a crash keeps the rest
         report[model] = evaluate_model(model, tasks, args.max_new_tokens)
-        meta = vars(args) | {"out": str(args.out)}
+        meta = vars(args) | {"out": str(args.out), "commit": code_version()}
         args.out.write_text(json.dumps({"args": meta, **report}, indent=1))
     print(markdown_table(report, args.tasks))
 

@@ -29,7 +29,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -160,13 +159,16 @@ def main() -> None:
         row["capacity_vs_stock"] = row["peak_tokens"] / stock["peak_tokens"]
         row["throughput_vs_stock"] = row["tokens_per_s"] / stock["tokens_per_s"]
         row["fill_capacity_vs_stock"] = row["fill_peak_tokens"] / stock["fill_peak_tokens"]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    from polar.search.records import code_version
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"commit": commit, "settings": vars(args) | {"out": str(args.out)}, "rows": rows},
+            {
+                "commit": code_version(),
+                "settings": vars(args) | {"out": str(args.out)},
+                "rows": rows,
+            },
             indent=2,
         )
     )

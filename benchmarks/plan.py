@@ -205,9 +205,18 @@ def main() -> None:
                 flush=True,
             )
         results[name] = rows
+    from polar.search.records import code_version
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"settings": vars(args) | {"out": str(args.out)}, "results": results}, indent=2)
+        json.dumps(
+            {
+                "commit": code_version(),
+                "settings": vars(args) | {"out": str(args.out)},
+                "results": results,
+            },
+            indent=2,
+        )
     )
 
 

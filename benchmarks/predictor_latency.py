@@ -27,6 +27,7 @@ import torch
 from polar.predictor.decoding import decode_batch
 from polar.predictor.encoder import encode_tokens, load_encoder
 from polar.predictor.network import NetworkConfig, PredictorNetwork, count_parameters
+from polar.search.records import code_version
 
 QUESTION = (
     "Natalia sold clips to {n} of her friends in April, and then she sold half as many clips "
@@ -126,6 +127,7 @@ def main() -> None:
     machine["load_average_1min_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"args": vars(args) | {"out": str(args.out)}, "machine": machine}
+    report["commit"] = code_version()
     report |= {"head_and_beam": head_rows, "encoder": encoder_rows}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {args.out}")

@@ -183,6 +183,9 @@ def main() -> None:
         for b, r in zip(timings["batched"], timings["uniform_reference"])
     )
     result["args"] = vars(args) | {"out": str(args.out), "depth": depth, "slots": slots}
+    from polar.search.records import code_version
+
+    result["commit"] = code_version()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print_summary(result, arms)

@@ -194,10 +194,13 @@ def main() -> None:
     }
     for name, value in summary.items():
         print(f"{name:52s} {value:.3f}")
+    from polar.search.records import code_version
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
             {
+                "commit": code_version(),
                 "settings": {**vars(args), "out": str(args.out), "model": model},
                 "results": results,
                 "summary": summary,

@@ -100,6 +100,8 @@ def main() -> None:
         rounds.append({name: timed(workload) for name, workload in order})
     llm.llm_engine.engine_core.shutdown()
     ratio = statistics.median(r["apart"] / r["shared"] for r in rounds)
+    from polar.search.records import code_version
+
     result = {
         "programs": [format_program(p) for p in programs],
         "rounds": rounds,
@@ -107,6 +109,7 @@ def main() -> None:
         "apart_seconds": statistics.median(r["apart"] for r in rounds),
         "speedup": ratio,
         "args": vars(args) | {"out": str(args.out), "depth": depth},
+        "commit": code_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

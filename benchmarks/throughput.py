@@ -274,10 +274,13 @@ def main() -> None:
             ),
         )
     close(llm)
+    from polar.search.records import code_version
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
             {
+                "commit": code_version(),
                 "settings": vars(args) | {"out": str(args.out)},
                 "comparisons": comparisons,
             },
