@@ -37,6 +37,8 @@ os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the scheduler is read betw
 from plan import search_programs  # noqa: E402  (benchmarks/, beside this script)
 from throughput import DEPTH, HALF, WITH_LOOP, checkpoint  # noqa: E402
 
+from polar.search.records import code_version  # noqa: E402
+
 # Every engine gets --kv-mib through ``kv_cache_memory_bytes``; the CPU backend's GiB-sized
 # VLLM_CPU_KVCACHE_SPACE (set by throughput.py) would override it.
 os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
@@ -159,8 +161,6 @@ def main() -> None:
         row["capacity_vs_stock"] = row["peak_tokens"] / stock["peak_tokens"]
         row["throughput_vs_stock"] = row["tokens_per_s"] / stock["tokens_per_s"]
         row["fill_capacity_vs_stock"] = row["fill_peak_tokens"] / stock["fill_peak_tokens"]
-    from polar.search.records import code_version
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from polar.search.records import code_version
 from vllm_polar.config import PolarConfig
 from vllm_polar.models import executor
 from vllm_polar.runtime.plan import DEFAULT_COSTS, Costs, Plan, build_plan
@@ -205,8 +206,6 @@ def main() -> None:
                 flush=True,
             )
         results[name] = rows
-    from polar.search.records import code_version
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -37,6 +37,8 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 from plan import search_programs  # noqa: E402  (benchmarks/plan.py, beside this script)
 
+from polar.search.records import code_version  # noqa: E402
+
 DEPTH = 24
 IDLE_S = 1.5
 ALL_CPUS = frozenset(os.sched_getaffinity(0))
@@ -274,8 +276,6 @@ def main() -> None:
             ),
         )
     close(llm)
-    from polar.search.records import code_version
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -203,6 +203,12 @@ def kv_pages_held(samples: dict[tuple[str, tuple], float]) -> dict[int, float]:
     }
 
 
+def pool_and_block(samples: dict[tuple[str, tuple], float]) -> tuple[int, int]:
+    """The engine's KV pool (blocks, null block included) and block size, from ``/metrics``."""
+    [config] = [dict(labels) for (name, labels) in samples if name == "vllm:cache_config_info"]
+    return int(config["num_gpu_blocks"]), int(config["block_size"])
+
+
 def test_metrics_show_kv_pages_held_per_program_step_count(server, client):
     """Two streams under programs of 29 and 31 steps hold pages in 29 and 31 slots: mid-stream
     each count is a multiple of its steps, and together they are the pool's usage as vLLM's own
@@ -231,8 +237,7 @@ def test_metrics_show_kv_pages_held_per_program_step_count(server, client):
         after = scrape(server)
 
     held = kv_pages_held(during)
-    [config] = [dict(labels) for (name, labels) in during if name == "vllm:cache_config_info"]
-    pool, block = int(config["num_gpu_blocks"]), int(config["block_size"])
+    pool, block = pool_and_block(during)
     for steps in programs:  # one request each, between its prompt's blocks and its last ones
         assert held[steps] % steps == 0
         assert 1 <= held[steps] // steps <= -(-(64 + 300) // block), held
@@ -243,18 +248,16 @@ def test_metrics_show_kv_pages_held_per_program_step_count(server, client):
 
 def test_kv_pool_is_logged_in_pages_before_the_first_request(server, server_log):
     lines = server_log.read_text().splitlines()
-    [pool] = [i for i, line in enumerate(lines) if "PoLar KV pool:" in line]
+    [logged] = [i for i, line in enumerate(lines) if "PoLar KV pool:" in line]
     requests_at = [i for i, line in enumerate(lines) if '"POST /v1/' in line]
     first_request = requests_at[0] if requests_at else len(lines)
-    assert pool < first_request
-    [config] = [
-        dict(labels) for (name, labels) in scrape(server) if name == "vllm:cache_config_info"
-    ]
-    pages, block = int(config["num_gpu_blocks"]) - 1, int(config["block_size"])  # null block
+    assert logged < first_request
+    pool, block = pool_and_block(scrape(server))
+    pages = pool - 1  # vLLM keeps one back as its null block
     assert (
         f"PoLar KV pool: {pages} pages of {block} tokens, one per slot a request's program uses: "
         f"{pages // DEPTH * block} tokens at the identity ({DEPTH} steps)"
-    ) in lines[pool]
+    ) in lines[logged]
 
 
 def engine_config_with(model: Path, predictor: Path):
