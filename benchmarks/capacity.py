@@ -18,7 +18,7 @@ Engines, one after another: stock; PoLar (S = 30) with every request at the iden
 predictor-like workload (searched programs, one per request); then the identity again on an
 engine of S = 2·D slots, for what each slot costs per step.
 
-    python benchmarks/capacity.py --out benchmarks/results/capacity.json
+    python benchmarks/capacity.py --runs 3 --out benchmarks/results/capacity.json
 """
 
 from __future__ import annotations
