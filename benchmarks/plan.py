@@ -9,8 +9,8 @@ Batches of R requests decoding one token each, every request with its own progra
   or the repeat of a block of 1-4 layers, drawn fresh every call.
 
 Per batch size: the median of ``--runs`` calls of ``build_plan`` on fresh draws, the plan's
-rounds, layer runs, attention calls and metadata builds (one per call over part of the
-batch), and a steady decode step: the runner's check that the last plan still holds (same
+rounds, layer runs, attention calls (one per round) and metadata builds (one per call that is
+not over the whole batch on one slot), and a steady decode step: the runner's check that the last plan still holds (same
 requests, one token further), after which it only rebuilds the calls' metadata.
 Also the *routing launches* of the plan: the tensor ops the executor adds around the layers and
 attention calls of one forward (gathers, scatters, joins; views and allocations aside), each a
@@ -73,7 +73,7 @@ def counts(plan: Plan) -> dict[str, int]:
     return {
         "rounds": len(plan.rounds),
         "layer_runs": sum(len(r.groups) for r in plan.rounds),
-        "attention_calls": sum(len(r.calls) for r in plan.rounds),
+        "attention_calls": len(plan.rounds),
         "metadata_builds": len(plan.partial_calls()),
     }
 
@@ -107,7 +107,7 @@ def routing_launches(plan: Plan, num_tokens: int, depth: int, num_slots: int) ->
     """Launches of the executor's own ops in one forward of ``plan``."""
     layers = torch.nn.ModuleList(StandIn() for _ in range(depth))
     slots = torch.nn.ModuleList(StandIn() for _ in range(num_slots))
-    calls = {(call.tokens.start, call.slot): None for call in plan.partial_calls()}
+    calls = {call.tokens.start: None for call in plan.partial_calls()}
     attend, executor.attend = executor.attend, lambda slot, attention, q, k, v: q
     try:
         with Launches() as launches:

@@ -84,10 +84,12 @@ def trace(plan, num_tokens: int) -> list[list[tuple[int, int]]]:
             for group in this_round.groups
             for t in members(plan, group, list(range(num_tokens)))
         }
-        for call in this_round.calls:
-            for t in members(plan, call, sorted(layer_of)):
-                seen[t].append((layer_of.pop(t), call.slot))
-        assert not layer_of  # every token that ran a layer took part in an attention call
+        call = this_round.call
+        called = members(plan, call, sorted(layer_of))
+        slots = [call.slot] * len(called) if call.tokens is None else plan.token_slots(call)
+        for t, slot in zip(called, slots, strict=True):
+            seen[t].append((layer_of.pop(t), int(slot)))
+        assert not layer_of  # every token that ran a layer took part in the attention call
     return seen
 
 
@@ -127,15 +129,15 @@ def test_a_copied_step_comes_from_a_row_with_the_same_history_and_program_prefix
 
 
 @given(st.one_of(batches, shared_batches))
-def test_a_round_of_one_layer_computes_its_calls_tokens_one_call_after_the_other(batch):
-    """What lets the executor hand each call a run of the group's q/k/v rows."""
+def test_a_rounds_groups_compute_its_calls_tokens_group_after_group(batch):
+    """What lets the executor join the groups' q/k/v into the call's, without scattering."""
     _, _, plan = plan_for(batch)
     for this_round in plan.rounds:
-        (group, *others) = this_round.groups
-        if others or group.tokens is None or group.copies is not None:
+        call = this_round.call
+        if call.tokens is None or any(g.copies is not None for g in this_round.groups):
             continue
-        joined = [t for call in this_round.calls for t in plan.indices(call).tolist()]
-        assert plan.indices(group).tolist() == joined
+        joined = [t for group in this_round.groups for t in plan.indices(group).tolist()]
+        assert joined == plan.indices(call).tolist()
 
 
 def test_rows_of_one_history_compute_their_common_prefix_once():
@@ -163,32 +165,55 @@ def test_rows_with_different_histories_share_nothing():
 
 @given(batches)
 def test_a_call_over_part_of_the_batch_describes_exactly_its_requests(batch):
+    """Each row once, on one of its program's slots, with its tokens; never the whole batch
+    on one slot (that call takes the step's whole-batch metadata instead)."""
     rows, qsl, plan = plan_for(batch)
-    for this_round in plan.rounds:
-        for call in this_round.calls:
-            if call.tokens is None:
-                assert len(this_round.calls) == 1
-                continue
-            call_rows = plan.host_index[call.rows].tolist()
-            assert len(set(call_rows)) == len(call_rows)
-            assert {rows[r] for r in call_rows} != set(rows)
-            assert all(call.slot in slots_of(rows[r]) for r in call_rows)
-            ranges = [list(range(qsl[r], qsl[r + 1])) for r in call_rows]
-            assert plan.indices(call).tolist() == sum(ranges, [])
-            assert (
-                plan.host_index[call.starts].tolist() == np.cumsum([0, *map(len, ranges)]).tolist()
-            )
+    for call in plan.partial_calls():
+        call_rows = plan.host_index[call.rows].tolist()
+        offset = plan.call_region.row_slots.start - plan.call_region.rows.start
+        row_slots = plan.host_index[call.rows.start + offset : call.rows.stop + offset].tolist()
+        assert len(set(call_rows)) == len(call_rows)
+        assert len(call_rows) < len(rows) or len(set(row_slots)) > 1
+        assert all(slot in slots_of(rows[r]) for r, slot in zip(call_rows, row_slots, strict=True))
+        ranges = [list(range(qsl[r], qsl[r + 1])) for r in call_rows]
+        assert plan.indices(call).tolist() == sum(ranges, [])
+        token_slots = [slot for part, slot in zip(ranges, row_slots, strict=True) for _ in part]
+        assert plan.token_slots(call).tolist() == token_slots
+        assert plan.host_index[call.starts].tolist() == np.cumsum([0, *map(len, ranges)]).tolist()
     assert plan.call_attention == {}  # filled in by the runner
+
+
+@given(batches)
+def test_the_call_region_lists_its_rows_and_tokens_slot_after_slot(batch):
+    """What the runner reads to take each row's block table and each token's slot mapping from
+    its own slot, one gather per slot."""
+    _, _, plan = plan_for(batch)
+    region = plan.call_region
+    if region is None:
+        return
+    index = plan.host_index
+    for part, place in (("row", region.rows), ("token", region.tokens)):
+        order = index[getattr(region, f"{part}_order")]
+        by_slot = index[getattr(region, f"{part}s_by_slot")]
+        slots = index[getattr(region, f"{part}_slots")]
+        assert sorted(order.tolist()) == list(range(place.stop - place.start))
+        assert by_slot.tolist() == index[place][order].tolist()
+        runs = region.slot_runs[:, [1, 2]] if part == "row" else region.slot_runs[:, [3, 4]]
+        for slot, (start, end) in zip(region.slot_runs[:, 0], runs, strict=True):
+            assert (slots[order[start:end]] == slot).all()
+        assert sum(end - start for start, end in runs.tolist()) == len(order)
 
 
 def test_decoding_mixed_programs_reads_each_layer_about_once():
     """Eight programs of mean length 24, one decode token each: by layer, 34 layer runs where
-    running step k of all programs at once needs 87, and 39 attention calls (the two loops back
-    to 8 and to 9 re-run layers 9-13 together, from different slots); layers 0-9 and 15-17,
-    which every program runs, are rounds over the whole batch."""
+    running step k of all programs at once needs 87, in 34 rounds of one attention call each
+    (the two loops back to 8 and to 9 re-run layers 9-13 together, from different slots, in
+    one call); layers 0-9 and 15-17, which every program runs, are rounds over the whole
+    batch."""
     _, _, plan = plan_for([(p, 1) for p in MIXED])
     assert sum(len(this_round.groups) for this_round in plan.rounds) == 34
-    assert sum(len(this_round.calls) for this_round in plan.rounds) == 39
+    assert len(plan.rounds) == 34
+    assert len(plan.partial_calls()) == 34 - 13
     whole = [r.groups[0].layer for r in plan.rounds if r.groups[0].tokens is None]
     assert whole == [*range(10), 15, 16, 17]
 
@@ -207,9 +232,9 @@ def test_the_plan_takes_the_order_of_lower_cost(batch, costs):
     best = by_step if by_step.cost(costs) <= by_layer.cost(costs) else by_layer
     assert (
         sum(len(r.groups) for r in plan.rounds),
-        sum(len(r.calls) for r in plan.rounds),
+        len(plan.rounds),
         len(plan.partial_calls()),
-    ) == (len(best.group_round), len(best.call_round), best.builds)
+    ) == (len(best.group_round), len(best.everyone), best.builds)
 
 
 def test_step_slots_put_first_runs_on_their_layer_and_repeats_past_the_depth():
@@ -237,9 +262,7 @@ def test_one_program_for_all_rows_is_the_uniform_plan():
     plan = build_plan([program, program], np.array([0, 3, 7]), torch.device("cpu"), DEPTH, SLOTS)
     assert plan == uniform_plan(program, slots_of(program))
     assert plan.token_index is None
-    assert [
-        (this_round.groups[0].layer, this_round.calls[0].slot) for this_round in plan.rounds
-    ] == [
+    assert [(this_round.groups[0].layer, this_round.call.slot) for this_round in plan.rounds] == [
         (0, 0),
         (1, 1),
         (1, 24),

@@ -7,11 +7,12 @@ slots.  One forward runs the plan's rounds
 (``vllm_polar.runtime.plan``):
 
     per group of tokens running one layer: input norm, QKV (family-specific ``qkv``);
-    the round's attention call(s), each over the tokens of its requests;
+    the round's attention call, over the tokens of its requests, each on its step's slot;
     per group: output projection and MLP (family-specific ``post``).
 
-A call over part of the batch runs under attention metadata of its requests alone (the
-plan's ``call_attention``), swapped into the forward context for that one call.  Rows that
+A call over part of the batch (or over several slots) runs under attention metadata of its
+requests alone (the plan's ``call_attention``), swapped into the forward context for that one
+call.  Rows that
 share a program prefix over the same history compute its steps once: the others copy the
 results (q/k/v before the attention call, hidden and residual after the MLP).
 """
@@ -109,62 +110,74 @@ def run_program(
     over part of the batch write their tokens back in place: ``hidden`` and ``residual`` are
     owned by this loop.
     """
-    num_tokens = hidden.shape[0]
     residual = torch.zeros_like(hidden)
     expanded = None  # positions of token_index[:expanded_tokens], gathered once
     if plan.token_index is not None:
         expanded = positions.index_select(0, plan.token_index[: plan.expanded_tokens])
     for round_ in plan.rounds:
+        call = round_.call
         if round_.groups[0].tokens is None:
             layer = layers[round_.groups[0].layer]
             x, residual = layer.input_layernorm(hidden, residual)
-            out = slots[round_.calls[0].slot](*qkv(layer, x, positions))
+            out = slots[call.slot](*qkv(layer, x, positions))
             hidden, residual = post(layer, residual, out)
-            continue
-        if len(round_.groups) == 1 and round_.groups[0].copies is None:
-            hidden, residual = run_group_round(
+        elif call.tokens is not None and all(g.copies is None for g in round_.groups):
+            run_call_round(layers, slots, plan, round_, hidden, residual, expanded, qkv, post)
+        else:
+            run_scattered_round(
                 layers, slots, plan, round_, hidden, residual, positions, expanded, qkv, post
             )
-            continue
-        q, k, v, normed = None, None, None, []
-        for group in round_.groups:
-            layer, index = layers[group.layer], plan.indices(group)
-            x, group_residual = layer.input_layernorm(
-                hidden.index_select(0, index), residual.index_select(0, index)
-            )
-            group_q, group_k, group_v = qkv(
-                layer, x, group_positions(plan, group, positions, expanded)
-            )
-            if q is None:
-                q = group_q.new_empty(num_tokens, group_q.shape[1])
-                k = group_k.new_empty(num_tokens, group_k.shape[1])
-                v = group_v.new_empty(num_tokens, group_v.shape[1])
-            q.index_copy_(0, index, group_q)
-            k.index_copy_(0, index, group_k)
-            v.index_copy_(0, index, group_v)
-            share(plan, group, q, k, v)
-            normed.append(group_residual)
-        if round_.calls[0].tokens is None:
-            out = slots[round_.calls[0].slot](q, k, v)
-        else:
-            out = torch.empty_like(q)
-            for call in round_.calls:
-                index = plan.indices(call)
-                call_q, call_k, call_v = (t.index_select(0, index) for t in (q, k, v))
-                attention = plan.call_metadata(call)
-                out.index_copy_(
-                    0, index, attend(slots[call.slot], attention, call_q, call_k, call_v)
-                )
-        for group, group_residual in zip(round_.groups, normed):
-            layer, index = layers[group.layer], plan.indices(group)
-            group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
-            hidden.index_copy_(0, index, group_hidden)
-            residual.index_copy_(0, index, group_residual)
-            share(plan, group, hidden, residual)
     return hidden, residual
 
 
-def run_group_round(
+def run_call_round(
+    layers: nn.ModuleList,
+    slots: nn.ModuleList,
+    plan: Plan,
+    round_: Round,
+    hidden: torch.Tensor,
+    residual: torch.Tensor,
+    expanded: torch.Tensor,
+    qkv: QKV,
+    post: Post,
+) -> None:
+    """A round over part of the batch without copies, without batch-sized q/k/v buffers.
+
+    The groups compute the call's tokens, group after group (:class:`Plan`): the call's
+    hidden and residual rows are gathered once, each group's q/k/v is computed on a run of
+    them, and the joined q/k/v go to the one attention call, whose output each group's MLP
+    takes a run of.  ``expanded``: the positions of the plan's expanded tokens.
+    """
+    call = round_.call
+    index = plan.indices(call)
+    call_hidden, call_residual = hidden.index_select(0, index), residual.index_select(0, index)
+    call_positions = expanded[call.tokens]
+    parts, start = [], 0
+    for group in round_.groups:
+        end = start + group.tokens.stop - group.tokens.start
+        layer = layers[group.layer]
+        x, group_residual = layer.input_layernorm(call_hidden[start:end], call_residual[start:end])
+        parts.append((start, end, group_residual, qkv(layer, x, call_positions[start:end])))
+        start = end
+    q, k, v = joined([part[3] for part in parts])
+    out = attend(slots[call.slot], plan.call_metadata(call), q, k, v)
+    results = [
+        post(layers[group.layer], group_residual, out[start:end])
+        for group, (start, end, group_residual, _) in zip(round_.groups, parts, strict=True)
+    ]
+    new_hidden, new_residual = joined(results)
+    hidden.index_copy_(0, index, new_hidden)
+    residual.index_copy_(0, index, new_residual)
+
+
+def joined(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Tuples of (n_i, ·) tensors joined position by position along their rows."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+
+
+def run_scattered_round(
     layers: nn.ModuleList,
     slots: nn.ModuleList,
     plan: Plan,
@@ -175,30 +188,42 @@ def run_group_round(
     expanded: torch.Tensor,
     qkv: QKV,
     post: Post,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A round of one layer over part of the batch, without batch-sized q/k/v buffers.
-
-    The group's tokens are its calls' tokens one after the other (:class:`Plan`), so each
-    call's q/k/v is a run of the group's rows, and the calls' outputs, joined, are the group's
-    attention output.  ``expanded``: the positions of the plan's expanded tokens.
-    """
-    group = round_.groups[0]
-    layer, index = layers[group.layer], plan.indices(group)
-    x, group_residual = layer.input_layernorm(
-        hidden.index_select(0, index), residual.index_select(0, index)
-    )
-    q, k, v = qkv(layer, x, group_positions(plan, group, positions, expanded))
-    outs, start = [], 0
-    for call in round_.calls:
-        end = start + call.tokens.stop - call.tokens.start
-        attention = plan.call_metadata(call)
-        outs.append(attend(slots[call.slot], attention, q[start:end], k[start:end], v[start:end]))
-        start = end
-    out = outs[0] if len(outs) == 1 else torch.cat(outs)
-    group_hidden, group_residual = post(layer, group_residual, out)
-    hidden.index_copy_(0, index, group_hidden)
-    residual.index_copy_(0, index, group_residual)
-    return hidden, residual
+) -> None:
+    """A round whose groups copy results between rows that share a program prefix, or whose
+    call is over the whole batch on one slot: q/k/v go through batch-sized buffers."""
+    num_tokens = hidden.shape[0]
+    q, k, v, normed = None, None, None, []
+    for group in round_.groups:
+        layer, index = layers[group.layer], plan.indices(group)
+        x, group_residual = layer.input_layernorm(
+            hidden.index_select(0, index), residual.index_select(0, index)
+        )
+        group_q, group_k, group_v = qkv(layer, x, group_positions(plan, group, positions, expanded))
+        if q is None:
+            q = group_q.new_empty(num_tokens, group_q.shape[1])
+            k = group_k.new_empty(num_tokens, group_k.shape[1])
+            v = group_v.new_empty(num_tokens, group_v.shape[1])
+        q.index_copy_(0, index, group_q)
+        k.index_copy_(0, index, group_k)
+        v.index_copy_(0, index, group_v)
+        share(plan, group, q, k, v)
+        normed.append(group_residual)
+    call = round_.call
+    if call.tokens is None:
+        out = slots[call.slot](q, k, v)
+    else:
+        index = plan.indices(call)
+        out = torch.empty_like(q)
+        call_q, call_k, call_v = (t.index_select(0, index) for t in (q, k, v))
+        out.index_copy_(
+            0, index, attend(slots[call.slot], plan.call_metadata(call), call_q, call_k, call_v)
+        )
+    for group, group_residual in zip(round_.groups, normed, strict=True):
+        layer, index = layers[group.layer], plan.indices(group)
+        group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
+        hidden.index_copy_(0, index, group_hidden)
+        residual.index_copy_(0, index, group_residual)
+        share(plan, group, hidden, residual)
 
 
 def group_positions(

@@ -7,16 +7,18 @@ ranges.  While the batch keeps its requests and token counts (steady decode) the
 the plan (:mod:`vllm_polar.runtime.runner`).
 
 A forward is a sequence of *rounds*.  A round runs the QKV of some layers for some tokens
-(``groups``), then attention calls on slots (``calls``), then the layers' output projection and
-MLP.  Step k of a program keeps its K/V in the slot :func:`vllm_polar.program.step_slots` gives
-it (the first run of layer l in slot l).  An attention call covers exactly its own requests: one
-over part of the batch gets attention metadata of those requests alone (built by the runner),
-so it reads and writes nothing of the others and costs what its tokens cost.  Two orders of
-rounds, each a round number per (program, step):
+(``groups``), then one attention call, then the layers' output projection and MLP.  Step k of a
+program keeps its K/V in the slot :func:`vllm_polar.program.step_slots` gives it (the first run
+of layer l in slot l).  A round's call covers exactly the requests that run a step in the round,
+each on its own step's slot: all slots' caches share one page layout, so one attention call
+reads and writes every request's pages through that request's rows of its own slot's block
+table, which the call's metadata (built by the runner) holds.  It reads and writes nothing of
+the other requests and costs what its tokens cost.  Two orders of rounds, each a round number
+per (program, step):
 
-- *by step*: round k runs step k of every program, one group per distinct layer at step k and
-  one call per distinct slot.  A layer run at different steps by different programs has its
-  weights read once per step.
+- *by step*: round k runs step k of every program, one group per distinct layer at step k.
+  A layer run at different steps by different programs has its weights read once per step;
+  the rounds, and so the calls, are at most the longest program's steps (at most S).
 - *by layer*: a step's round is keyed by (the highest layer its program has reached, the loops
   back since then, its layer), in ascending order.  Every program runs the first time it
   reaches layer l in the round of layer l, in slot l, whatever it skipped before: one layer
@@ -26,9 +28,8 @@ rounds, each a round number per (program, step):
 
 A batch of one program runs by step over the whole batch.  For mixed batches the plan takes
 the order of lower cost: layer runs (a read of a layer's weights), attention calls (launches)
-and metadata builds (one per call over part of the batch: its requests' rows of its slot's
-block table),
-weighed by :class:`Costs`, which the runner measures on the device at the engine's first step.
+and metadata builds (one per call that is not over the whole batch on one slot), weighed by
+:class:`Costs`, which the runner measures on the device at the engine's first step.
 
 *Shared prefixes.*  Rows with the same token history (the runner says which: e.g. one prompt
 prefilled under several programs) compute the same thing at step k as long as their programs
@@ -79,12 +80,18 @@ class Group(NamedTuple):
 
 
 class Call(NamedTuple):
-    """An attention call on ``slot`` for the requests that keep this round's step there.
+    """The attention call of a round: every request that runs a step in the round, each on the
+    slot where its step keeps its K/V.
 
-    None for the slices: every request of the batch.  Otherwise they slice
-    :attr:`Plan.token_index`: ``tokens`` the requests' tokens in batch order, ``rows`` their
-    batch rows, ``starts`` the offsets of their tokens within the call (one more
-    than rows).  Calls of one forward over the same requests share the slices.
+    All slot attentions' caches are views of one pool with one page layout (vLLM lays every
+    KV-cache group out from byte 0 of the same tensors; checked at start-up), so the slot
+    attention ``slot`` reads and writes any request's pages, given that request's rows of its
+    own slot's block table and slot mapping: the call's metadata holds those.
+
+    None for the slices: every request of the batch, all on ``slot``, under the step's
+    whole-batch metadata of that slot.  Otherwise they slice :attr:`Plan.token_index`:
+    ``tokens`` the requests' tokens, ``rows`` their batch rows, ``starts`` the offsets of their
+    tokens within the call (one more than rows), all inside :attr:`Plan.call_region`.
     """
 
     slot: int
@@ -95,7 +102,31 @@ class Call(NamedTuple):
 
 class Round(NamedTuple):
     groups: tuple[Group, ...]
-    calls: tuple[Call, ...]
+    call: Call
+
+
+class CallRegion(NamedTuple):
+    """Where the calls over part of the batch lie in :attr:`Plan.token_index`, and how the
+    runner takes every row's block table and every token's slot mapping from its own slot.
+
+    ``tokens``, ``rows``, ``starts``: every such call's slices lie in these.  ``row_slots``
+    and ``token_slots``: the slot of each row of ``rows`` and each token of ``tokens``.
+    ``row_order`` (positions in ``rows``) and ``rows_by_slot`` (those rows) list the rows
+    slot after slot, ``token_order`` and ``tokens_by_slot`` the tokens; ``slot_runs`` is a
+    (k, 5) host array of (slot, first and last + 1 position in the row order, the same in the
+    token order) for the k slots present.
+    """
+
+    tokens: slice
+    rows: slice
+    starts: slice
+    row_slots: slice
+    token_slots: slice
+    row_order: slice
+    rows_by_slot: slice
+    token_order: slice
+    tokens_by_slot: slice
+    slot_runs: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -104,18 +135,17 @@ class Plan:
 
     ``token_index`` is a (T,) int64 device tensor holding the index arrays of every group, copy
     and call that does not cover the whole batch, concatenated; ``host_index`` is its host copy.
-    ``call_attention`` maps a call's (``tokens.start``, slot) to the attention metadata of its
-    requests alone on its slot (filled in by the runner).  In a round of one group without
-    copies, the group's tokens are its calls' tokens, call after call, so the calls can take
-    runs of its rows.
+    ``call_attention`` maps a call's ``tokens.start`` to the attention metadata of its requests
+    (filled in by the runner).  In a round without copies whose call is over part of the batch,
+    the round's groups compute the call's tokens, group after group, so the call takes the
+    groups' q/k/v joined.
     """
 
     rounds: list[Round]
     token_index: torch.Tensor | None
     host_index: np.ndarray | None = None
-    call_attention: dict[tuple[int, int], object] = field(default_factory=dict)
-    call_region: tuple[slice, slice, slice] | None = None
-    """Where every call's (tokens, rows, starts) slices lie in ``token_index``."""
+    call_attention: dict[int, object] = field(default_factory=dict)
+    call_region: CallRegion | None = None
     expanded_tokens: int = 0
     """``token_index[:expanded_tokens]`` are token indices: every group's and call's tokens
     lie there, but for the copies of rows that share a program prefix."""
@@ -132,19 +162,25 @@ class Plan:
         return self.token_index[targets], self.token_index[sources]
 
     def partial_calls(self) -> list[Call]:
-        """The calls over part of the batch: each needs attention metadata of its own, its
-        requests' rows of its slot's block table."""
-        return [call for r in self.rounds for call in r.calls if call.tokens is not None]
+        """The calls over part of the batch (or over several slots): each needs attention
+        metadata of its own."""
+        return [r.call for r in self.rounds if r.call.tokens is not None]
 
     def call_metadata(self, call: Call) -> object:
-        return self.call_attention[call.tokens.start, call.slot]
+        return self.call_attention[call.tokens.start]
+
+    def token_slots(self, call: Call) -> np.ndarray:
+        """(n,) host slot of each token of a call over part of the batch."""
+        region = self.call_region
+        offset = region.token_slots.start - region.tokens.start
+        return self.host_index[call.tokens.start + offset : call.tokens.stop + offset]
 
 
 def uniform_plan(program: Program, slots: Sequence[int]) -> Plan:
     """Every token runs the same program: round k is step k over the whole batch."""
     return Plan(
         rounds=[
-            Round((Group(layer, None),), (Call(slot, None, None, None),))
+            Round((Group(layer, None),), Call(slot, None, None, None))
             for layer, slot in zip(program, slots, strict=True)
         ],
         token_index=None,
@@ -248,27 +284,26 @@ def grouped(ids: np.ndarray) -> np.ndarray:
 
 
 class Layout(NamedTuple):
-    """One order's rounds.  Groups are (round, layer) and calls (round, slot), numbered in round
-    order; every entry belongs to one of each.  ``everyone`` marks the calls over the whole
-    batch; ``builds`` counts the calls over part of the batch (each builds its own metadata)."""
+    """One order's rounds.  Groups are (round, layer), numbered in round order; every entry
+    belongs to one, and every round makes one attention call.  ``everyone`` marks the rounds
+    whose call is over the whole batch on one slot; ``builds`` counts the others (each builds
+    its own metadata)."""
 
     round_of: np.ndarray
     group_of: np.ndarray
     group_round: np.ndarray
     group_layer: np.ndarray
-    call_of: np.ndarray
-    call_round: np.ndarray
+    by_group: np.ndarray
+    """(n,) entries in group order (so in round order; programs ascending within a group)."""
     call_slot: np.ndarray
-    call_order: np.ndarray
-    """(n,) entries in call order (programs ascending within a call)."""
-    call_size: np.ndarray
+    """(rounds,) the slot attention that runs each round's call: its first entry's slot."""
     everyone: np.ndarray
     builds: int
 
     def cost(self, costs: Costs) -> float:
         return (
             len(self.group_round) * costs.layer_run
-            + len(self.call_round) * costs.call
+            + len(self.everyone) * costs.call
             + self.builds * costs.build
         )
 
@@ -277,77 +312,28 @@ def layout(
     programs: Programs, round_key: np.ndarray, costs: Costs, bound: float = np.inf
 ) -> Layout | None:
     """The order whose rounds are ``round_key`` ranked; None if its layer runs and calls alone
-    cost more than ``bound`` (then its request sets are not worth counting)."""
-    round_of, _ = dense_rank(round_key)
+    cost more than ``bound``."""
+    round_of, rounds = dense_rank(round_key)
     width = programs.num_slots
     group_of, groups = dense_rank(round_of * width + programs.layer)
-    call_of, calls = dense_rank(round_of * width + programs.slot)
-    if len(groups) * costs.layer_run + len(calls) * costs.call > bound:
+    if len(groups) * costs.layer_run + len(rounds) * costs.call > bound:
         return None
-    call_size = np.bincount(call_of, minlength=len(calls))
-    everyone = call_size == len(programs.distinct)
-    call_order = grouped(call_of)
+    by_group = grouped(group_of)
+    size = np.bincount(round_of, minlength=len(rounds))
+    first = np.cumsum(size) - size
+    slots = programs.slot[by_group]
+    one_slot = np.minimum.reduceat(slots, first) == np.maximum.reduceat(slots, first)
+    everyone = one_slot & (size == len(programs.distinct))
     return Layout(
         round_of,
         group_of,
         groups // width,
         groups % width,
-        call_of,
-        calls // width,
-        calls % width,
-        call_order,
-        call_size,
+        by_group,
+        slots[first],
         everyone,
         int(len(everyone) - everyone.sum()),
     )
-
-
-_SET_HASH = np.random.default_rng(0).integers(1, 2**63, 1 << 12, dtype=np.uint64)
-
-
-def request_sets(members: np.ndarray, sizes: np.ndarray, partial: np.ndarray) -> np.ndarray:
-    """For calls given as ``members`` (their programs, call after call, ``sizes`` each): the
-    first call among ``partial`` with the same members (itself elsewhere).
-
-    Sets are told apart by a sum of random 64-bit words per member, then checked member by
-    member, so two calls share their index slices only if their sets are equal.
-    """
-    global _SET_HASH
-    if len(_SET_HASH) <= members.max():
-        _SET_HASH = np.random.default_rng(0).integers(
-            1, 2**63, 2 * int(members.max()) + 2, dtype=np.uint64
-        )
-    same_set = np.arange(len(sizes))
-    candidates = np.flatnonzero(partial)
-    if not len(candidates):
-        return same_set
-    starts = np.cumsum(sizes) - sizes
-    digest = np.add.reduceat(_SET_HASH[members], starts) ^ sizes.astype(np.uint64)
-    _, first, inverse = np.unique(digest[candidates], return_index=True, return_inverse=True)
-    same_set[candidates] = candidates[first][inverse.reshape(-1)]
-    copies = candidates[same_set[candidates] != candidates]
-    if len(copies):
-        kept = same_set[copies]
-        counts = sizes[copies]
-        if not np.array_equal(counts, sizes[kept]):
-            return exact_request_sets(members, sizes, partial)
-        ends = np.cumsum(counts)
-        within = np.arange(ends[-1]) - np.repeat(ends - counts, counts)
-        mine = members[np.repeat(starts[copies], counts) + within]
-        if not np.array_equal(mine, members[np.repeat(starts[kept], counts) + within]):
-            return exact_request_sets(members, sizes, partial)
-    return same_set
-
-
-def exact_request_sets(members: np.ndarray, sizes: np.ndarray, partial: np.ndarray) -> np.ndarray:
-    """:func:`request_sets` without the digest (after two different sets met in one)."""
-    starts = np.cumsum(sizes) - sizes
-    same_set = np.arange(len(sizes))
-    first: dict[bytes, int] = {}
-    for call in np.flatnonzero(partial).tolist():
-        key = members[starts[call] : starts[call] + sizes[call]].tobytes()
-        same_set[call] = first.setdefault(key, call)
-    return same_set
 
 
 def prefix_sources(
@@ -437,13 +423,18 @@ def expand(table: Programs, entries: np.ndarray, query_start_loc: np.ndarray) ->
     return Expansion(rows, tokens, row_start, np.concatenate([[0], ends]))
 
 
-def joined(first: Expansion, second: Expansion) -> Expansion:
-    return Expansion(
-        np.concatenate([first.rows, second.rows]),
-        np.concatenate([first.tokens, second.tokens]),
-        np.concatenate([first.row_start[:-1], second.row_start + len(first.rows)]),
-        np.concatenate([first.token_start[:-1], second.token_start + len(first.tokens)]),
-    )
+class Chunks:
+    """Host index arrays laid end to end: the plan's ``host_index``."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, part: np.ndarray) -> slice:
+        """Append ``part``; returns where it lies."""
+        self.parts.append(part)
+        self.size += len(part)
+        return slice(self.size - len(part), self.size)
 
 
 def materialize(
@@ -455,114 +446,122 @@ def materialize(
 ) -> Plan:
     """The plan of one order, its index arrays built at once.
 
-    The entries of every round that is not over the whole batch are expanded once, sorted by
-    group and, within a group, by call: each group is then a span of them, and so is each call
-    in a round of one group (or whose members happen to line up); the other calls' entries are
-    expanded again, after them.  A call over part of the batch that has the request set of an
-    earlier call takes its slices (its index arrays are stored once).
+    The entries of every round that is not one layer over the whole batch on one slot are
+    expanded to rows and tokens once, in group order: each group is then a span of them, and
+    so is each round, whose call takes that span.
     """
-    num_rounds = int(order.group_round[-1]) + 1
-    uniform = (np.bincount(order.group_round, minlength=num_rounds) == 1) & (
-        np.bincount(order.call_round, minlength=num_rounds) == 1
-    )
-    whole = np.zeros(num_rounds, bool)
-    whole[order.call_round[order.everyone]] = True
-    uniform &= whole
+    num_rounds, num_groups = len(order.everyone), len(order.group_round)
+    uniform = order.everyone & (np.bincount(order.group_round, minlength=num_rounds) == 1)
     copied = group_copies(table, order, sources) if sources else {}
     uniform[order.group_round[list(copied)]] = False
-    num_groups, num_calls = len(order.group_round), len(order.call_round)
-
-    by_group = order.call_order[grouped(order.group_of[order.call_order])]
-    entries = by_group[~uniform[order.round_of[by_group]]]
-    position = np.full(len(order.round_of), -1)
-    position[entries] = np.arange(len(entries))
-    group_end = np.cumsum(np.bincount(order.group_of[entries], minlength=num_groups))
-    group_span = np.stack(
-        [group_end - np.bincount(order.group_of[entries], minlength=num_groups), group_end], 1
-    )
-
-    same_set = request_sets(table.program[order.call_order], order.call_size, ~order.everyone)
-    own = ~order.everyone & (same_set == np.arange(num_calls))
-    call_entries = order.call_order
-    call_start = np.cumsum(order.call_size) - order.call_size
-    at = position[call_entries]
-    low = np.minimum.reduceat(at, call_start)
-    high = np.maximum.reduceat(at, call_start)
-    lined_up = (low >= 0) & (high - low + 1 == order.call_size)
-    apart = np.flatnonzero(own & ~lined_up)
+    entries = order.by_group[~uniform[order.round_of[order.by_group]]]
     spread = expand(table, entries, query_start_loc)
-    call_span = np.stack([low, high + 1], 1)
-    if len(apart):
-        sizes = order.call_size[apart]
-        ends = np.cumsum(sizes)
-        extra = call_entries[
-            np.arange(ends[-1]) + np.repeat(call_start[apart] - ends + sizes, sizes)
-        ]
-        call_span[apart] = len(entries) + np.stack([ends - sizes, ends], 1)
-        spread = joined(spread, expand(table, extra, query_start_loc))
-
-    # Host index: tokens, rows, call-local token offsets of the calls' sets, copies.
-    num_tokens, num_rows = len(spread.tokens), len(spread.rows)
-    calls = np.flatnonzero(own)
-    first_row = spread.row_start[call_span[calls, 0]]
-    last_row = spread.row_start[call_span[calls, 1]]
-    counts = last_row - first_row + 1
-    ends = np.cumsum(counts)
-    within = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - counts, counts)
-    starts = spread.token_start[np.repeat(first_row, counts) + within] - np.repeat(
-        spread.token_start[first_row], counts
-    )
-    chunks = [spread.tokens, spread.rows, starts]
-    size = num_tokens + num_rows + len(starts)
-
-    def append(chunk: np.ndarray) -> int:
-        nonlocal size
-        chunks.append(chunk)
-        size += len(chunk)
-        return size - len(chunk)
-
+    chunks = Chunks()
+    tokens, rows = chunks.add(spread.tokens), chunks.add(spread.rows)
     token_at = spread.token_start[spread.row_start]  # where each expanded entry's tokens begin
+
     layers = order.group_layer.tolist()
+    group_size = np.bincount(order.group_of[entries], minlength=num_groups)
+    group_end = np.cumsum(group_size)
     sliced = np.flatnonzero(~uniform[order.group_round])
-    bounds = token_at[group_span[sliced]].T
+    bounds = token_at[np.stack([group_end - group_size, group_end])[:, sliced]]
     group_list = list(map(Group, layers, slices(num_groups, sliced, *bounds)))
     for g in copied:
-        a, b = group_span[g].tolist()
-        rows = spread.rows[spread.row_start[a] : spread.row_start[b]]
-        group_list[g] = copy_group(layers[g], rows, copied[g], query_start_loc, append)
+        a, b = (group_end[g] - group_size[g], group_end[g])
+        group_rows = spread.rows[spread.row_start[a] : spread.row_start[b]]
+        group_list[g] = copy_group(layers[g], group_rows, copied[g], query_start_loc, chunks.add)
 
-    offset = num_tokens + num_rows
-    edges = np.zeros((num_calls, 6), np.int64)  # per call with its own set: its slice bounds
-    edges[calls, 0:2] = token_at[call_span[calls]]
-    edges[calls, 2], edges[calls, 3] = num_tokens + first_row, num_tokens + last_row
-    edges[calls, 4], edges[calls, 5] = offset + ends - counts, offset + ends
     partial = np.flatnonzero(~order.everyone)
-    bounds = edges[same_set[partial]].T
+    region = None
+    bounds = [np.zeros(0, np.int64)] * 6
+    if len(partial):
+        round_size = np.bincount(order.round_of[entries], minlength=num_rounds)
+        round_end = np.cumsum(round_size)
+        call_rows = spread.row_start[np.stack([round_end - round_size, round_end])[:, partial]]
+        call_tokens = spread.token_start[call_rows]
+        counts = call_rows[1] - call_rows[0] + 1
+        ends = np.cumsum(counts)
+        within = np.arange(ends[-1]) - np.repeat(ends - counts, counts)
+        starts = chunks.add(
+            spread.token_start[np.repeat(call_rows[0], counts) + within]
+            - np.repeat(call_tokens[0], counts)
+        )
+        region = call_region(table, spread, entries, tokens, rows, starts, chunks)
+        bounds = [
+            *(call_tokens + tokens.start),
+            *(call_rows + rows.start),
+            ends - counts + starts.start,
+            ends + starts.start,
+        ]
     call_list = list(
         map(
             Call,
             order.call_slot.tolist(),
-            *(slices(num_calls, partial, bounds[i], bounds[i + 1]) for i in (0, 2, 4)),
+            *(slices(num_rounds, partial, bounds[i], bounds[i + 1]) for i in (0, 2, 4)),
         )
     )
-    region = (slice(0, num_tokens), slice(num_tokens, offset), slice(offset, offset + len(starts)))
 
     group_bounds = np.searchsorted(order.group_round, np.arange(num_rounds + 1)).tolist()
-    call_bounds = np.searchsorted(order.call_round, np.arange(num_rounds + 1)).tolist()
-    rounds = [
-        Round(tuple(group_list[g0:g1]), tuple(call_list[c0:c1]))
-        for g0, g1, c0, c1 in zip(
-            group_bounds[:-1], group_bounds[1:], call_bounds[:-1], call_bounds[1:], strict=True
+    rounds = list(
+        map(
+            Round,
+            (tuple(group_list[g0:g1]) for g0, g1 in itertools.pairwise(group_bounds)),
+            call_list,
         )
-    ]
-    host_index = np.concatenate(chunks)
+    )
+    host_index = np.concatenate(chunks.parts)
     token_index = torch.from_numpy(host_index).to(device, non_blocking=True)
     return Plan(
-        rounds,
-        token_index,
-        host_index,
-        call_region=region if len(calls) else None,
-        expanded_tokens=num_tokens,
+        rounds, token_index, host_index, call_region=region, expanded_tokens=len(spread.tokens)
+    )
+
+
+def call_region(
+    table: Programs,
+    spread: Expansion,
+    entries: np.ndarray,
+    tokens: slice,
+    rows: slice,
+    starts: slice,
+    chunks: Chunks,
+) -> CallRegion:
+    """The calls' region over the expanded ``entries``: the slot of every row and token, and
+    the rows and tokens slot after slot (:class:`CallRegion`)."""
+    row_slots = np.repeat(table.slot[entries], np.diff(spread.row_start))
+    row_order = grouped(row_slots)
+    row_count = np.bincount(row_slots, minlength=table.num_slots)
+    row_place = (chunks.add(row_slots), chunks.add(row_order), chunks.add(spread.rows[row_order]))
+    if len(spread.tokens) == len(spread.rows):  # one token per row: tokens follow the rows
+        token_slots, token_order, token_count = row_slots, row_order, row_count
+        token_place = (row_place[0], row_place[1], chunks.add(spread.tokens[row_order]))
+    else:
+        token_slots = np.repeat(row_slots, np.diff(spread.token_start))
+        token_order = grouped(token_slots)
+        token_count = np.bincount(token_slots, minlength=table.num_slots)
+        token_place = tuple(map(chunks.add, (token_slots, token_order, spread.tokens[token_order])))
+    present = np.flatnonzero(row_count)
+    row_end, token_end = np.cumsum(row_count)[present], np.cumsum(token_count)[present]
+    runs = np.stack(
+        [
+            present,
+            row_end - row_count[present],
+            row_end,
+            token_end - token_count[present],
+            token_end,
+        ],
+        1,
+    )
+    return CallRegion(
+        tokens,
+        rows,
+        starts,
+        row_place[0],
+        token_place[0],
+        row_place[1],
+        row_place[2],
+        token_place[1],
+        token_place[2],
+        runs,
     )
 
 
@@ -588,7 +587,7 @@ def group_copies(
     return copied
 
 
-def copy_group(layer: int, rows: np.ndarray, copied: dict[int, int], qsl: np.ndarray, append):
+def copy_group(layer: int, rows: np.ndarray, copied: dict[int, int], qsl: np.ndarray, add):
     """The group of ``rows`` running ``layer`` where the ``copied`` rows take their source's
     results: its computed tokens, and the (targets, sources) token pairs."""
 
@@ -601,5 +600,5 @@ def copy_group(layer: int, rows: np.ndarray, copied: dict[int, int], qsl: np.nda
         token_range(targets),
         token_range([copied[t] for t in targets]),
     ]
-    spans = [slice(start, start + len(p)) for p in parts for start in [append(p)]]
-    return Group(layer, spans[0], (spans[1], spans[2]))
+    spans = tuple(map(add, parts))
+    return Group(layer, spans[0], spans[1:])

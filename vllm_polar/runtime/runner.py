@@ -4,7 +4,8 @@ The runner keeps one :class:`Planner`.  It plans a batch when its composition ch
 reuses the plan while the batch keeps its requests, their token counts and their histories'
 relations (steady decode: every row one token further); only the attention metadata of the
 calls over part of the batch is rebuilt every step, from one gather per runner buffer (per slot
-for the block table and slot mapping: every slot is a KV-cache group of its own).
+for the block table and slot mapping: every slot is a KV-cache group of its own, and a call's
+requests may keep their K/V in different slots).
 """
 
 from __future__ import annotations
@@ -174,67 +175,101 @@ def with_call_attention(runner, plan: Plan, groups: dict[int, int]) -> Plan:
     """``plan`` with the attention metadata of each call over part of the batch.
 
     Every runner buffer is gathered once for all such calls (their rows and tokens lie in the
-    plan's ``call_region``), the block table and slot mapping once per slot among them; each
-    call's metadata is views of those gathers, then its slot's backend ``build``.
+    plan's ``call_region``), the block table and slot mapping slot by slot, each row and token
+    from its own slot's KV-cache group (:func:`slot_tables`); each call's metadata is views of
+    those gathers, then the backend ``build`` of the slot that runs it.
     """
     calls = plan.partial_calls()
     if not calls:
         return plan
     whole = whole_batch_metadata(runner)
-    tokens, rows, starts = plan.call_region
+    region = plan.call_region
+    tokens, rows, starts = region.tokens, region.rows, region.starts
     host_rows = torch.from_numpy(plan.host_index[rows])
     host_starts = plan.host_index[starts]
     device_rows = plan.token_index[rows]
     device_tokens = plan.token_index[tokens]
     seq_lens_cpu = whole.seq_lens_cpu_upper_bound[host_rows]
-    gathered = {
-        "query_start_loc": plan.token_index[starts].to(torch.int32),
-        "query_start_loc_cpu": torch.from_numpy(host_starts.astype(np.int32)),
-        "seq_lens": whole.seq_lens[device_rows],
-        "seq_lens_cpu_upper_bound": seq_lens_cpu,
-        "is_prefilling": whole.is_prefilling[host_rows],
-        "positions": whole.positions[device_tokens],
-    }
-    per_slot = {}
-    for slot in sorted({call.slot for call in calls}):
-        table = runner.input_batch.block_table[groups[slot]]
-        per_slot[slot] = (
-            table.get_device_tensor(runner.input_batch.num_reqs)[device_rows],
-            table.slot_mapping.gpu[: whole.num_actual_tokens][device_tokens],
-            metadata_builder(runner, groups[slot]),
-        )
     seq_lens_host = seq_lens_cpu.numpy()
+    query_start_loc = plan.token_index[starts].to(torch.int32)
+    query_start_loc_cpu = torch.from_numpy(host_starts.astype(np.int32))
+    seq_lens = whole.seq_lens[device_rows]
+    is_prefilling = whole.is_prefilling[host_rows]
+    positions = whole.positions[device_tokens]
+    block_table, slot_mapping = slot_tables(runner, plan, groups, whole.num_actual_tokens)
     attention = {}
     for call in calls:
         t = slice(call.tokens.start - tokens.start, call.tokens.stop - tokens.start)
         r = slice(call.rows.start - rows.start, call.rows.stop - rows.start)
         s = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
-        block_table, slot_mapping, builder = per_slot[call.slot]
-        call_starts = host_starts[s]
         metadata = CommonAttentionMetadata(
-            query_start_loc=gathered["query_start_loc"][s],
-            query_start_loc_cpu=gathered["query_start_loc_cpu"][s],
-            seq_lens=gathered["seq_lens"][r],
-            seq_lens_cpu_upper_bound=gathered["seq_lens_cpu_upper_bound"][r],
+            query_start_loc=query_start_loc[s],
+            query_start_loc_cpu=query_start_loc_cpu[s],
+            seq_lens=seq_lens[r],
+            seq_lens_cpu_upper_bound=seq_lens_cpu[r],
             num_reqs=r.stop - r.start,
             num_actual_tokens=t.stop - t.start,
-            max_query_len=int(np.diff(call_starts).max()),
+            max_query_len=int(np.diff(host_starts[s]).max()),
             max_seq_len=int(seq_lens_host[r].max()),
             block_table_tensor=block_table[r],
             slot_mapping=slot_mapping[t],
             causal=True,
-            is_prefilling=gathered["is_prefilling"][r],
-            positions=gathered["positions"][t],
+            is_prefilling=is_prefilling[r],
+            positions=positions[t],
         )
-        attention[call.tokens.start, call.slot] = (
-            builder.build(0, metadata),
-            metadata.slot_mapping,
-        )
+        builder = metadata_builder(runner, groups[call.slot])
+        attention[call.tokens.start] = (builder.build(0, metadata), metadata.slot_mapping)
     return dataclasses.replace(plan, call_attention=attention)
 
 
+def slot_tables(
+    runner, plan: Plan, groups: dict[int, int], num_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (rows, blocks) block table of the call region's rows and the (tokens,) slot mapping
+    of its tokens, each row's and token's from its own slot's KV-cache group: per slot
+    present, one gather from that group's buffers and one scatter into place."""
+    region = plan.call_region
+    index = plan.token_index
+    tables = runner.input_batch.block_table
+    num_reqs = runner.input_batch.num_reqs
+    row_order, rows_by_slot = index[region.row_order], index[region.rows_by_slot]
+    token_order, tokens_by_slot = index[region.token_order], index[region.tokens_by_slot]
+    block_table = slot_mapping = None
+    for slot, row_start, row_end, token_start, token_end in region.slot_runs.tolist():
+        table = tables[groups[slot]]
+        slot_rows = table.get_device_tensor(num_reqs).index_select(
+            0, rows_by_slot[row_start:row_end]
+        )
+        slot_tokens = table.slot_mapping.gpu[:num_tokens].index_select(
+            0, tokens_by_slot[token_start:token_end]
+        )
+        if block_table is None:
+            block_table = slot_rows.new_empty(len(row_order), slot_rows.shape[1])
+            slot_mapping = slot_tokens.new_empty(len(token_order))
+        block_table.index_copy_(0, row_order[row_start:row_end], slot_rows)
+        slot_mapping.index_copy_(0, token_order[token_start:token_end], slot_tokens)
+    return block_table, slot_mapping
+
+
+def check_shared_pool(runner) -> None:
+    """Raise unless every slot attention's KV cache is a view of the same memory with the same
+    layout: a call over several slots runs one slot's attention on the others' pages."""
+    from vllm_polar.models.executor import SlotAttention
+
+    layers = runner.compilation_config.static_forward_context.values()
+    caches = [layer.kv_cache for layer in layers if isinstance(layer, SlotAttention)]
+    layouts = {(c.data_ptr(), tuple(c.shape), c.stride(), c.dtype) for c in caches}
+    if len(layouts) > 1:
+        raise RuntimeError(
+            "PoLar needs every slot's KV cache in one pool with one page layout (vLLM lays "
+            f"KV-cache groups out from byte 0 of the same tensors); found {len(layouts)} layouts"
+        )
+
+
 def log_kv_pool(runner, config: PolarConfig) -> None:
-    """Log the KV pool in pages, and the tokens it holds at the identity and at S steps."""
+    """Log the KV pool in pages, and the tokens it holds at the identity and at S steps
+    (after checking that the slots share it: :func:`check_shared_pool`)."""
+    check_shared_pool(runner)
     pages = runner.kv_cache_config.num_blocks - 1  # vLLM keeps one back as its null block
     block = runner.cache_config.block_size
     logger.info(
