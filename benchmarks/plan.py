@@ -8,10 +8,17 @@ Batches of R requests decoding one token each, every request with its own progra
 - ``edits``: a 36-layer model (S = 45), the identity with 1-3 edits per program, each the skip
   or the repeat of a block of 1-4 layers, drawn fresh every call.
 
-Per batch size: the median of ``--runs`` calls of ``build_plan`` on fresh draws, the plan's
-rounds, layer runs, attention calls (one per round) and metadata builds (one per call that is
-not over the whole batch on one slot), and a steady decode step: the runner's check that the last plan still holds (same
-requests, one token further), after which it only rebuilds the calls' metadata.
+Per batch size, medians of ``--runs``:
+
+- *fresh*: ``build_plan`` on a fresh draw, every program new to the engine;
+- *changed*: ``build_plan`` on the same batch with one request replaced by a new one, the
+  others' programs known to the engine's program table: what a decode step pays when a
+  request finished and another joined;
+- *steady*: a decode step with the batch unchanged: the runner's check that the last plan
+  still holds (same requests, one token further), after which it only rebuilds the calls'
+  metadata;
+- the plan's rounds, layer runs, attention calls (one per round) and metadata builds (one per
+  call that is not over the whole batch on one slot).
 Also the *routing launches* of the plan: the tensor ops the executor adds around the layers and
 attention calls of one forward (gathers, scatters, joins; views and allocations aside), each a
 kernel launch on a GPU, counted by running the executor with stand-ins that do no work.
@@ -36,7 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from polar.search.records import code_version
 from vllm_polar.config import PolarConfig
 from vllm_polar.models import executor
-from vllm_polar.runtime.plan import DEFAULT_COSTS, Costs, Plan, build_plan
+from vllm_polar.runtime.plan import DEFAULT_COSTS, Costs, Plan, ProgramTable, build_plan
 from vllm_polar.runtime.runner import Planner
 
 SEARCH = Path("results/search/qwen2.5-coder-0.5b-arith")
@@ -128,15 +135,21 @@ def routing_launches(plan: Plan, num_tokens: int, depth: int, num_slots: int) ->
 def measure(draw, requests: int, depth: int, num_slots: int, costs: Costs, runs: int) -> dict:
     qsl = np.arange(requests + 1)
     device = torch.device("cpu")
-    times, shapes = [], []
+    fresh, changed, shapes = [], [], []
+    table = ProgramTable(depth, num_slots)
     for _ in range(runs):
         programs = draw(requests)
         start = time.perf_counter()
         plan = build_plan(programs, qsl, device, depth, num_slots, None, costs)
-        times.append(time.perf_counter() - start)
+        fresh.append(time.perf_counter() - start)
         shapes.append(
             counts(plan) | {"routing_launches": routing_launches(plan, requests, depth, num_slots)}
         )
+        table.lookup(programs)  # the engine planned this batch at an earlier step
+        programs = [*programs[1:], *draw(1)]  # since then one request left, another joined
+        start = time.perf_counter()
+        build_plan(programs, qsl, device, depth, num_slots, None, costs, table)
+        changed.append(time.perf_counter() - start)
     planner = Planner(PolarConfig(num_layers=depth, max_steps=num_slots), costs, plan=plan)
     planner.req_ids = [f"request-{i}" for i in range(requests)]
     planner.query_lens = np.ones(requests, np.int64)
@@ -151,7 +164,8 @@ def measure(draw, requests: int, depth: int, num_slots: int, costs: Costs, runs:
         steady.append(time.perf_counter() - start)
     return {
         "requests": requests,
-        "build_plan_ms": 1e3 * statistics.median(times),
+        "build_plan_ms": 1e3 * statistics.median(fresh),
+        "changed_batch_ms": 1e3 * statistics.median(changed),
         "steady_step_ms": 1e3 * statistics.median(steady),
         **{k: statistics.median(s[k] for s in shapes) for k in shapes[0]},
     }
@@ -182,8 +196,8 @@ def main() -> None:
     results = {}
     print(f"{len(pool)} distinct searched programs; costs {costs}")
     header = (
-        "source               requests  build_plan ms  steady ms  rounds  layer runs  calls  builds"
-        "  routing launches"
+        "source               requests  fresh ms  changed ms  steady ms  rounds  layer runs  calls"
+        "  builds  routing launches"
     )
     print(header)
     for name, (depth, num_slots, draw) in sources.items():
@@ -199,8 +213,9 @@ def main() -> None:
             )
             rows.append(row)
             print(
-                f"{name:20s} {row['requests']:8d} {row['build_plan_ms']:14.2f} "
-                f"{row['steady_step_ms']:10.4f} {row['rounds']:7.0f} {row['layer_runs']:11.0f} "
+                f"{name:20s} {row['requests']:8d} {row['build_plan_ms']:9.2f} "
+                f"{row['changed_batch_ms']:11.2f} {row['steady_step_ms']:10.4f} "
+                f"{row['rounds']:7.0f} {row['layer_runs']:11.0f} "
                 f"{row['attention_calls']:6.0f} {row['metadata_builds']:7.0f} "
                 f"{row['routing_launches']:17.0f}",
                 flush=True,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from vllm_polar.program import step_slots
 from vllm_polar.runtime.plan import (
     Costs,
+    ProgramTable,
     build_plan,
     by_layer_rounds,
     by_step_rounds,
@@ -235,6 +236,23 @@ def test_the_plan_takes_the_order_of_lower_cost(batch, costs):
         len(plan.rounds),
         len(plan.partial_calls()),
     ) == (len(best.group_round), len(best.everyone), best.builds)
+
+
+@given(st.lists(batches, min_size=1, max_size=4))
+def test_programs_seen_before_plan_as_from_scratch(batch_list):
+    """The engine's table of programs, shared across steps and starting over when full,
+    gives every batch the plan a fresh table gives it."""
+    table = ProgramTable(DEPTH, SLOTS, capacity=12)
+    for batch in batch_list:
+        rows = [program for program, _ in batch]
+        qsl = np.concatenate([[0], np.cumsum([size for _, size in batch])])
+        seen = build_plan(rows, qsl, torch.device("cpu"), DEPTH, SLOTS, table=table)
+        fresh = build_plan(rows, qsl, torch.device("cpu"), DEPTH, SLOTS)
+        assert seen.rounds == fresh.rounds
+        assert (seen.host_index is None) == (fresh.host_index is None)
+        if fresh.host_index is not None:
+            assert seen.host_index.tolist() == fresh.host_index.tolist()
+    assert len(table.programs) <= 12
 
 
 def test_step_slots_put_first_runs_on_their_layer_and_repeats_past_the_depth():

@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from vllm_polar.program import Program, step_slots
+from vllm_polar.program import Program, ProgramError, step_slots
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,6 @@ class Programs(NamedTuple):
     """A batch's distinct programs as arrays: (P, W) tables, W the longest program's steps,
     and the same steps as flat *entries* (program-major, steps in order)."""
 
-    layers: np.ndarray
-    """(P, W) int64 layer of each step, -1 past the program's end."""
     valid: np.ndarray
     """(P, W) bool: the program has this step."""
     of_row: np.ndarray
@@ -204,23 +202,89 @@ class Programs(NamedTuple):
     layer: np.ndarray
     slot: np.ndarray
     """(n,) KV slot of each entry (:func:`vllm_polar.program.step_slots`)."""
+    layer_key: np.ndarray
+    """(n,) round key of each entry in the by-layer order (:func:`by_layer_keys`)."""
     num_slots: int
 
 
+class ProgramTable:
+    """The programs an engine has seen, each tabulated once: its steps' layers, slots and
+    by-layer round keys, laid end to end in flat arrays.  Tabulating a batch is then a
+    dictionary lookup per row and array gathers; a new program costs its own steps once.
+    Holds at most ``capacity`` programs, then starts over."""
+
+    def __init__(self, num_layers: int, num_slots: int, capacity: int = 1 << 16) -> None:
+        self.num_layers, self.num_slots, self.capacity = num_layers, num_slots, capacity
+        self.clear()
+
+    def clear(self) -> None:
+        self.ids: dict[Program, int] = {}
+        self.programs: list[Program] = []
+        self.offsets = np.zeros(0, np.int64)
+        self.lengths = np.zeros(0, np.int64)
+        self.steps = np.zeros((3, 0), np.int64)
+        """(3, entries): layer, slot and by-layer round key of every step of every program."""
+
+    def lookup(self, programs: Sequence[Program]) -> np.ndarray:
+        """(R,) int64 id of each program, registering the ones not seen yet."""
+        if len(self.ids) + len(programs) > self.capacity:
+            self.clear()
+        try:
+            return np.fromiter(map(self.ids.__getitem__, programs), np.int64, len(programs))
+        except KeyError:
+            self.register([p for p in dict.fromkeys(programs) if p not in self.ids])
+            return np.fromiter(map(self.ids.__getitem__, programs), np.int64, len(programs))
+
+    def register(self, new: list[Program]) -> None:
+        lengths = np.fromiter(map(len, new), np.int64, len(new))
+        if lengths.max() > self.num_slots:
+            raise ProgramError(
+                f"a program of {lengths.max()} steps does not fit {self.num_slots} slots"
+            )
+        valid = np.arange(lengths.max()) < lengths[:, None]
+        layers = np.full(valid.shape, -1, np.int64)
+        layer = np.fromiter(itertools.chain.from_iterable(new), np.int64)
+        layers[valid] = layer
+        program, step = np.nonzero(valid)
+        steps = np.stack(
+            [
+                layer,
+                entry_slots(program, step, layer, lengths, self.num_layers, self.num_slots),
+                by_layer_keys(layers, valid, self.num_layers, self.num_slots),
+            ]
+        )
+        first = len(self.programs)
+        self.offsets = np.concatenate(
+            [self.offsets, self.steps.shape[1] + np.cumsum(lengths) - lengths]
+        )
+        self.lengths = np.concatenate([self.lengths, lengths])
+        self.steps = np.concatenate([self.steps, steps], axis=1)
+        self.ids.update(zip(new, range(first, first + len(new)), strict=True))
+        self.programs.extend(new)
+
+    def tabulate(self, programs: Sequence[Program]) -> Programs:
+        """The batch whose row i runs ``programs[i]``, as arrays; its distinct programs in
+        order of first appearance, whatever the table saw before."""
+        ids, first, of_row = np.unique(
+            self.lookup(programs), return_index=True, return_inverse=True
+        )
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        ids, of_row = ids[order], rank[of_row.reshape(-1)]
+        lengths = self.lengths[ids]
+        ends = np.cumsum(lengths)
+        program = np.repeat(np.arange(len(ids)), lengths)
+        step = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
+        layer, slot, key = self.steps[:, self.offsets[ids][program] + step]
+        valid = np.arange(lengths.max()) < lengths[:, None]
+        distinct = [self.programs[i] for i in ids.tolist()]
+        return Programs(valid, of_row, distinct, program, step, layer, slot, key, self.num_slots)
+
+
 def tabulate(programs: Sequence[Program], num_layers: int, num_slots: int) -> Programs:
-    codes: dict[Program, int] = {}
-    of_row = np.fromiter(
-        (codes.setdefault(p, len(codes)) for p in programs), np.int64, len(programs)
-    )
-    distinct = list(codes)
-    lengths = np.fromiter(map(len, distinct), np.int64, len(distinct))
-    valid = np.arange(lengths.max()) < lengths[:, None]
-    layers = np.full(valid.shape, -1, np.int64)
-    layer = np.fromiter(itertools.chain.from_iterable(distinct), np.int64)
-    layers[valid] = layer
-    program, step = np.nonzero(valid)
-    slot = entry_slots(program, step, layer, lengths, num_layers, num_slots)
-    return Programs(layers, valid, of_row, distinct, program, step, layer, slot, num_slots)
+    """The batch whose row i runs ``programs[i]``, as arrays, from programs not seen before."""
+    return ProgramTable(num_layers, num_slots).tabulate(programs)
 
 
 def entry_slots(
@@ -246,15 +310,11 @@ def entry_slots(
     return slot
 
 
-def by_step_rounds(programs: Programs) -> np.ndarray:
-    """(n,) round key of every entry in the by-step order: its step."""
-    return programs.step
-
-
-def by_layer_rounds(programs: Programs) -> np.ndarray:
-    """(n,) round key of every entry in the by-layer order (module docstring)."""
-    layers, valid = programs.layers, programs.valid
-    width = layers.shape[1]
+def by_layer_keys(
+    layers: np.ndarray, valid: np.ndarray, num_layers: int, num_slots: int
+) -> np.ndarray:
+    """(n,) by-layer round key of every step of the (P, W) ``layers`` (module docstring):
+    (the highest layer reached, the loops back since, the layer), as one integer."""
     high = np.maximum.accumulate(layers, axis=1)
     reached = np.ones_like(valid)
     reached[:, 1:] = layers[:, 1:] > high[:, :-1]
@@ -262,8 +322,17 @@ def by_layer_rounds(programs: Programs) -> np.ndarray:
     back[:, 1:] = layers[:, 1:] <= layers[:, :-1]
     loops = np.cumsum(back, axis=1)
     since = loops - np.maximum.accumulate(np.where(reached, loops, 0), axis=1)
-    num_layers = int(layers.max()) + 1
-    return ((high * (width + 1) + since) * num_layers + layers)[valid]
+    return ((high * (num_slots + 1) + since) * num_layers + layers)[valid]
+
+
+def by_step_rounds(programs: Programs) -> np.ndarray:
+    """(n,) round key of every entry in the by-step order: its step."""
+    return programs.step
+
+
+def by_layer_rounds(programs: Programs) -> np.ndarray:
+    """(n,) round key of every entry in the by-layer order (module docstring)."""
+    return programs.layer_key
 
 
 def dense_rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -367,23 +436,27 @@ def build_plan(
     num_slots: int,
     histories: Sequence[Hashable | None] | None = None,
     costs: Costs = DEFAULT_COSTS,
+    table: ProgramTable | None = None,
 ) -> Plan:
     """Plan for a batch whose row i runs ``programs[i]`` on tokens ``qsl[i]:qsl[i+1]``.
 
     ``query_start_loc`` is the (R+1,) int array of token offsets of the R rows; the engine has
     ``num_slots`` KV slots for a model of ``num_layers`` layers.  Rows with equal, non-None
     ``histories[i]`` hold the same tokens at the same positions after the same token history,
-    so they share the steps of their common program prefix.
+    so they share the steps of their common program prefix.  ``table``: the engine's programs
+    seen so far (a fresh one if None).
     """
-    table = tabulate(programs, num_layers, num_slots)
+    if table is None:
+        table = ProgramTable(num_layers, num_slots)
+    batch = table.tabulate(programs)
     sources = prefix_sources(programs, histories) if histories is not None else {}
-    if len(table.distinct) == 1 and not sources:
-        return uniform_plan(table.distinct[0], table.slot.tolist())
-    chosen = layout(table, by_layer_rounds(table), costs)
-    by_step = layout(table, by_step_rounds(table), costs, chosen.cost(costs))
+    if len(batch.distinct) == 1 and not sources:
+        return uniform_plan(batch.distinct[0], batch.slot.tolist())
+    chosen = layout(batch, by_layer_rounds(batch), costs)
+    by_step = layout(batch, by_step_rounds(batch), costs, chosen.cost(costs))
     if by_step is not None and by_step.cost(costs) <= chosen.cost(costs):
         chosen = by_step
-    return materialize(table, chosen, np.asarray(query_start_loc, np.int64), device, sources)
+    return materialize(batch, chosen, np.asarray(query_start_loc, np.int64), device, sources)
 
 
 class Expansion(NamedTuple):

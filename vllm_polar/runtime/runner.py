@@ -22,7 +22,7 @@ from vllm.v1.attention.backend import CommonAttentionMetadata
 
 from vllm_polar.config import PolarConfig
 from vllm_polar.program import Program
-from vllm_polar.runtime.plan import Costs, Plan, build_plan
+from vllm_polar.runtime.plan import Costs, Plan, ProgramTable, build_plan
 from vllm_polar.runtime.requests import program_of
 
 logger = logging.getLogger("vllm.polar")
@@ -36,10 +36,12 @@ CALIBRATION_TOKENS = 64
 
 @dataclasses.dataclass
 class Planner:
-    """Plans of one runner: the programs of its requests, the costs, the last plan."""
+    """Plans of one runner: the programs of its requests (and every program seen, tabulated),
+    the costs, the last plan."""
 
     config: PolarConfig
     costs: Costs | None = None
+    table: ProgramTable = dataclasses.field(init=False)
     programs: dict[str, Program] = dataclasses.field(default_factory=dict)
     req_ids: list[str] = dataclasses.field(default_factory=list)
     query_lens: np.ndarray | None = None
@@ -47,6 +49,9 @@ class Planner:
     plan: Plan | None = None
     shares: bool = False
     slot_groups: dict[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.table = ProgramTable(self.config.num_layers, self.config.max_steps)
 
     def reusable(self, req_ids: list[str], query_lens: np.ndarray, computed: np.ndarray) -> bool:
         """The last plan holds for this step: same requests in the same order with the same
@@ -97,6 +102,7 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
             config.max_steps,
             histories,
             planner.costs,
+            planner.table,
         )
         planner.shares = any(g.copies is not None for r in planner.plan.rounds for g in r.groups)
         planner.req_ids, planner.query_lens = req_ids, query_lens
