@@ -220,20 +220,25 @@ class ProgramTable:
     def clear(self) -> None:
         self.ids: dict[Program, int] = {}
         self.programs: list[Program] = []
-        self.offsets = np.zeros(0, np.int64)
-        self.lengths = np.zeros(0, np.int64)
-        self.steps = np.zeros((3, 0), np.int64)
-        """(3, entries): layer, slot and by-layer round key of every step of every program."""
+        self.offsets = np.zeros(64, np.int64)
+        self.lengths = np.zeros(64, np.int64)
+        self.steps = np.zeros((3, 1024), np.int64)
+        """(3, capacity): layer, slot and by-layer round key of every step of every program,
+        program after program; ``size`` of them in use."""
+        self.size = 0
 
     def lookup(self, programs: Sequence[Program]) -> np.ndarray:
         """(R,) int64 id of each program, registering the ones not seen yet."""
         if len(self.ids) + len(programs) > self.capacity:
             self.clear()
-        try:
-            return np.fromiter(map(self.ids.__getitem__, programs), np.int64, len(programs))
-        except KeyError:
-            self.register([p for p in dict.fromkeys(programs) if p not in self.ids])
-            return np.fromiter(map(self.ids.__getitem__, programs), np.int64, len(programs))
+        ids = np.fromiter(
+            map(self.ids.get, programs, itertools.repeat(-1)), np.int64, len(programs)
+        )
+        missing = np.flatnonzero(ids < 0).tolist()
+        if missing:
+            self.register(list(dict.fromkeys(programs[i] for i in missing)))
+            ids[missing] = [self.ids[programs[i]] for i in missing]
+        return ids
 
     def register(self, new: list[Program]) -> None:
         lengths = np.fromiter(map(len, new), np.int64, len(new))
@@ -253,12 +258,17 @@ class ProgramTable:
                 by_layer_keys(layers, valid, self.num_layers, self.num_slots),
             ]
         )
-        first = len(self.programs)
-        self.offsets = np.concatenate(
-            [self.offsets, self.steps.shape[1] + np.cumsum(lengths) - lengths]
-        )
-        self.lengths = np.concatenate([self.lengths, lengths])
-        self.steps = np.concatenate([self.steps, steps], axis=1)
+        first, end = len(self.programs), len(self.programs) + len(new)
+        while end > len(self.lengths):  # room doubles, so appending stays linear overall
+            self.offsets, self.lengths = (
+                np.resize(a, 2 * len(a)) for a in (self.offsets, self.lengths)
+            )
+        while self.size + steps.shape[1] > self.steps.shape[1]:
+            self.steps = np.concatenate([self.steps, np.zeros_like(self.steps)], axis=1)
+        self.offsets[first:end] = self.size + np.cumsum(lengths) - lengths
+        self.lengths[first:end] = lengths
+        self.steps[:, self.size : self.size + steps.shape[1]] = steps
+        self.size += steps.shape[1]
         self.ids.update(zip(new, range(first, first + len(new)), strict=True))
         self.programs.extend(new)
 
