@@ -5,8 +5,10 @@ recompute, chunked prefill, prefix hits)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
+import torch
 from vllm import LLM
 
 from tests.runtime.conftest import (
@@ -20,7 +22,9 @@ from tests.runtime.conftest import (
 )
 from tests.runtime.test_equivalence import assert_matches_reference
 from tests.runtime.tiny import NUM_LAYERS
+from vllm_polar.models.executor import SlotAttention
 from vllm_polar.program import step_slots
+from vllm_polar.runtime.runner import check_shared_pool
 
 BLOCK = 32  # the smallest block the CPU attention backend takes
 POOL_PAGES = 64
@@ -97,3 +101,30 @@ def test_outputs_stay_exact_when_the_pool_forces_preemption(tight_engine, refere
     tokens = list(output.outputs[0].token_ids)
     logprobs = [step[t].logprob for step, t in zip(output.outputs[0].logprobs, tokens)]
     assert_matches_reference(references("qwen3"), prompts[1], programs[1], (tokens, logprobs))
+
+
+def test_every_slots_cache_is_a_view_of_one_pool(tight_engine):
+    """What lets one attention call serve requests on different slots: vLLM lays all slot
+    groups out from byte 0 of the same tensor, with one page layout."""
+    executor = tight_engine.llm_engine.engine_core.engine_core.model_executor
+    context = executor.driver_worker.worker.model_runner.compilation_config.static_forward_context
+    caches = [layer.kv_cache for layer in context.values() if isinstance(layer, SlotAttention)]
+    assert len(caches) == MAX_STEPS
+    assert len({(c.data_ptr(), tuple(c.shape), c.stride()) for c in caches}) == 1
+
+
+def test_slots_whose_caches_are_not_one_pool_are_refused():
+    pool = torch.zeros(2, 8, 4)
+
+    def runner_with(*caches: torch.Tensor) -> SimpleNamespace:
+        layers = {}
+        for k, cache in enumerate(caches):
+            layer = SlotAttention.__new__(SlotAttention)
+            torch.nn.Module.__init__(layer)
+            layer.kv_cache = cache
+            layers[f"model.polar_slots.{k}"] = layer
+        return SimpleNamespace(compilation_config=SimpleNamespace(static_forward_context=layers))
+
+    check_shared_pool(runner_with(pool, pool.view(2, 8, 4)))
+    with pytest.raises(RuntimeError, match="one pool"):
+        check_shared_pool(runner_with(pool, torch.zeros(2, 8, 4)))
