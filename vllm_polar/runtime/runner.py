@@ -203,8 +203,13 @@ def with_call_attention(runner, plan: Plan, groups: dict[int, int]) -> Plan:
     is_prefilling = whole.is_prefilling[host_rows]
     positions = whole.positions[device_tokens]
     block_table, slot_mapping = slot_tables(runner, plan, groups, whole.num_actual_tokens)
+    spans = np.array([(call.rows.start, call.rows.stop) for call in calls]) - rows.start
+    query_lens = np.diff(whole.query_start_loc_cpu.numpy())[plan.host_index[rows]]
+    max_query_lens = span_max(query_lens, spans).tolist()
+    max_seq_lens = span_max(seq_lens_host, spans).tolist()
+    builders = {slot: metadata_builder(runner, group) for slot, group in groups.items()}
     attention = {}
-    for call in calls:
+    for call, max_query_len, max_seq_len in zip(calls, max_query_lens, max_seq_lens, strict=True):
         t = slice(call.tokens.start - tokens.start, call.tokens.stop - tokens.start)
         r = slice(call.rows.start - rows.start, call.rows.stop - rows.start)
         s = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
@@ -215,17 +220,24 @@ def with_call_attention(runner, plan: Plan, groups: dict[int, int]) -> Plan:
             seq_lens_cpu_upper_bound=seq_lens_cpu[r],
             num_reqs=r.stop - r.start,
             num_actual_tokens=t.stop - t.start,
-            max_query_len=int(np.diff(host_starts[s]).max()),
-            max_seq_len=int(seq_lens_host[r].max()),
+            max_query_len=max_query_len,
+            max_seq_len=max_seq_len,
             block_table_tensor=block_table[r],
             slot_mapping=slot_mapping[t],
             causal=True,
             is_prefilling=is_prefilling[r],
             positions=positions[t],
         )
-        builder = metadata_builder(runner, groups[call.slot])
-        attention[call.tokens.start] = (builder.build(0, metadata), metadata.slot_mapping)
+        attention[call.tokens.start] = (
+            builders[call.slot].build(0, metadata),
+            metadata.slot_mapping,
+        )
     return dataclasses.replace(plan, call_attention=attention)
+
+
+def span_max(values: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Max of ``values`` over each non-empty [start, stop) row of the (c, 2) ``spans``."""
+    return np.maximum.reduceat(np.append(values, 0), spans.ravel())[::2]
 
 
 def slot_tables(
