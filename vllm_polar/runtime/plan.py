@@ -188,8 +188,8 @@ def uniform_plan(program: Program, slots: Sequence[int]) -> Plan:
 
 
 class Programs(NamedTuple):
-    """A batch's distinct programs as arrays: (P, W) tables, W the longest program's steps,
-    and the same steps as flat *entries* (program-major, steps in order)."""
+    """A batch's distinct programs as arrays: which steps each has, as a (P, W) table (W the
+    longest program's steps), and the steps as flat *entries* (program-major, steps in order)."""
 
     valid: np.ndarray
     """(P, W) bool: the program has this step."""
@@ -382,7 +382,7 @@ class Layout(NamedTuple):
     def cost(self, costs: Costs) -> float:
         return (
             len(self.group_round) * costs.layer_run
-            + len(self.everyone) * costs.call
+            + len(self.everyone) * costs.call  # one call per round
             + self.builds * costs.build
         )
 
