@@ -12,9 +12,8 @@ slots.  One forward runs the plan's rounds
 
 A call over part of the batch (or over several slots) runs under attention metadata of its
 requests alone (the plan's ``call_attention``), swapped into the forward context for that one
-call.  Rows that
-share a program prefix over the same history compute its steps once: the others copy the
-results (q/k/v before the attention call, hidden and residual after the MLP).
+call.  Rows that share a program prefix over the same history compute its steps once: the
+others copy the results (q/k/v before the attention call, hidden and residual after the MLP).
 """
 
 from __future__ import annotations
@@ -247,10 +246,12 @@ def share(plan: Plan, group: Group, *tensors: torch.Tensor) -> None:
 def attend(
     slot: Attention, attention: CallAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """Attention of slot ``slot`` for one call's tokens: q/k/v (n, ·) -> (n, heads*hd).
+    """Attention of one call's tokens through slot attention ``slot``: q/k/v (n, ·) ->
+    (n, heads*hd).
 
     The slot attention reads its metadata and KV slot mapping from the forward context by
-    layer name; for this call both describe the call's requests alone.
+    layer name; for this call both describe the call's requests alone, each request's pages
+    those of its own step's slot (all slots share one pool).
     """
     context = get_forward_context()
     name = slot.layer_name

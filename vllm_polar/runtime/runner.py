@@ -272,7 +272,7 @@ def slot_tables(
 def check_shared_pool(runner) -> None:
     """Raise unless every slot attention's KV cache is a view of the same memory with the same
     layout: a call over several slots runs one slot's attention on the others' pages."""
-    from vllm_polar.models.executor import SlotAttention
+    from vllm_polar.models.executor import SlotAttention  # the executor imports this module
 
     layers = runner.compilation_config.static_forward_context.values()
     caches = [layer.kv_cache for layer in layers if isinstance(layer, SlotAttention)]
