@@ -18,6 +18,7 @@ others copy the results (q/k/v before the attention call, hidden and residual af
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -94,6 +95,30 @@ class SlotAttention(Attention):
         return slot_spec(super().get_kv_cache_spec(vllm_config), self.slot)
 
 
+@dataclasses.dataclass
+class Forward:
+    """One forward through the plan's rounds: the model's layers and slot attentions, the
+    family's two functions, the (N,) positions (``expanded``: those of the plan's expanded
+    tokens, gathered once) and the (N, hidden) hidden and residual streams, which rounds over
+    part of the batch update in place."""
+
+    layers: nn.ModuleList
+    slots: nn.ModuleList
+    plan: Plan
+    qkv: QKV
+    post: Post
+    positions: torch.Tensor
+    expanded: torch.Tensor | None
+    hidden: torch.Tensor
+    residual: torch.Tensor
+
+    def group_positions(self, group: Group) -> torch.Tensor:
+        """(n,) positions of a group's tokens: a view of the one gather where it can."""
+        if group.tokens.stop <= self.plan.expanded_tokens:
+            return self.expanded[group.tokens]
+        return self.positions.index_select(0, self.plan.indices(group))
+
+
 def run_program(
     layers: nn.ModuleList,
     slots: nn.ModuleList,
@@ -109,64 +134,60 @@ def run_program(
     over part of the batch write their tokens back in place: ``hidden`` and ``residual`` are
     owned by this loop.
     """
-    residual = torch.zeros_like(hidden)
-    expanded = None  # positions of token_index[:expanded_tokens], gathered once
+    expanded = None
     if plan.token_index is not None:
         expanded = positions.index_select(0, plan.token_index[: plan.expanded_tokens])
+    forward = Forward(
+        layers, slots, plan, qkv, post, positions, expanded, hidden, torch.zeros_like(hidden)
+    )
     for round_ in plan.rounds:
         call = round_.call
         if round_.groups[0].tokens is None:
-            layer = layers[round_.groups[0].layer]
-            x, residual = layer.input_layernorm(hidden, residual)
-            out = slots[call.slot](*qkv(layer, x, positions))
-            hidden, residual = post(layer, residual, out)
+            run_whole_round(forward, round_)
         elif call.tokens is not None and all(g.copies is None for g in round_.groups):
-            run_call_round(layers, slots, plan, round_, hidden, residual, expanded, qkv, post)
+            run_call_round(forward, round_)
         else:
-            run_scattered_round(
-                layers, slots, plan, round_, hidden, residual, positions, expanded, qkv, post
-            )
-    return hidden, residual
+            run_scattered_round(forward, round_)
+    return forward.hidden, forward.residual
 
 
-def run_call_round(
-    layers: nn.ModuleList,
-    slots: nn.ModuleList,
-    plan: Plan,
-    round_: Round,
-    hidden: torch.Tensor,
-    residual: torch.Tensor,
-    expanded: torch.Tensor,
-    qkv: QKV,
-    post: Post,
-) -> None:
+def run_whole_round(forward: Forward, round_: Round) -> None:
+    """A round of one layer over the whole batch on one slot."""
+    layer = forward.layers[round_.groups[0].layer]
+    x, residual = layer.input_layernorm(forward.hidden, forward.residual)
+    out = forward.slots[round_.call.slot](*forward.qkv(layer, x, forward.positions))
+    forward.hidden, forward.residual = forward.post(layer, residual, out)
+
+
+def run_call_round(forward: Forward, round_: Round) -> None:
     """A round over part of the batch without copies, without batch-sized q/k/v buffers.
 
     The groups compute the call's tokens, group after group (:class:`Plan`): the call's
     hidden and residual rows are gathered once, each group's q/k/v is computed on a run of
     them, and the joined q/k/v go to the one attention call, whose output each group's MLP
-    takes a run of.  ``expanded``: the positions of the plan's expanded tokens.
+    takes a run of.
     """
-    call = round_.call
+    plan, call = forward.plan, round_.call
     index = plan.indices(call)
-    call_hidden, call_residual = hidden.index_select(0, index), residual.index_select(0, index)
-    call_positions = expanded[call.tokens]
+    hidden = forward.hidden.index_select(0, index)
+    residual = forward.residual.index_select(0, index)
+    positions = forward.expanded[call.tokens]
     parts, start = [], 0
     for group in round_.groups:
         end = start + group.tokens.stop - group.tokens.start
-        layer = layers[group.layer]
-        x, group_residual = layer.input_layernorm(call_hidden[start:end], call_residual[start:end])
-        parts.append((start, end, group_residual, qkv(layer, x, call_positions[start:end])))
+        layer = forward.layers[group.layer]
+        x, group_residual = layer.input_layernorm(hidden[start:end], residual[start:end])
+        parts.append((start, end, group_residual, forward.qkv(layer, x, positions[start:end])))
         start = end
     q, k, v = joined([part[3] for part in parts])
-    out = attend(slots[call.slot], plan.call_metadata(call), q, k, v)
+    out = attend(forward.slots[call.slot], plan.call_metadata(call), q, k, v)
     results = [
-        post(layers[group.layer], group_residual, out[start:end])
+        forward.post(forward.layers[group.layer], group_residual, out[start:end])
         for group, (start, end, group_residual, _) in zip(round_.groups, parts, strict=True)
     ]
     new_hidden, new_residual = joined(results)
-    hidden.index_copy_(0, index, new_hidden)
-    residual.index_copy_(0, index, new_residual)
+    forward.hidden.index_copy_(0, index, new_hidden)
+    forward.residual.index_copy_(0, index, new_residual)
 
 
 def joined(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
@@ -176,28 +197,18 @@ def joined(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
-def run_scattered_round(
-    layers: nn.ModuleList,
-    slots: nn.ModuleList,
-    plan: Plan,
-    round_: Round,
-    hidden: torch.Tensor,
-    residual: torch.Tensor,
-    positions: torch.Tensor,
-    expanded: torch.Tensor,
-    qkv: QKV,
-    post: Post,
-) -> None:
+def run_scattered_round(forward: Forward, round_: Round) -> None:
     """A round whose groups copy results between rows that share a program prefix, or whose
     call is over the whole batch on one slot: q/k/v go through batch-sized buffers."""
+    plan, hidden, residual = forward.plan, forward.hidden, forward.residual
     num_tokens = hidden.shape[0]
     q, k, v, normed = None, None, None, []
     for group in round_.groups:
-        layer, index = layers[group.layer], plan.indices(group)
+        layer, index = forward.layers[group.layer], plan.indices(group)
         x, group_residual = layer.input_layernorm(
             hidden.index_select(0, index), residual.index_select(0, index)
         )
-        group_q, group_k, group_v = qkv(layer, x, group_positions(plan, group, positions, expanded))
+        group_q, group_k, group_v = forward.qkv(layer, x, forward.group_positions(group))
         if q is None:
             q = group_q.new_empty(num_tokens, group_q.shape[1])
             k = group_k.new_empty(num_tokens, group_k.shape[1])
@@ -209,29 +220,23 @@ def run_scattered_round(
         normed.append(group_residual)
     call = round_.call
     if call.tokens is None:
-        out = slots[call.slot](q, k, v)
+        out = forward.slots[call.slot](q, k, v)
     else:
         index = plan.indices(call)
         out = torch.empty_like(q)
         call_q, call_k, call_v = (t.index_select(0, index) for t in (q, k, v))
+        metadata = plan.call_metadata(call)
         out.index_copy_(
-            0, index, attend(slots[call.slot], plan.call_metadata(call), call_q, call_k, call_v)
+            0, index, attend(forward.slots[call.slot], metadata, call_q, call_k, call_v)
         )
     for group, group_residual in zip(round_.groups, normed, strict=True):
-        layer, index = layers[group.layer], plan.indices(group)
-        group_hidden, group_residual = post(layer, group_residual, out.index_select(0, index))
+        layer, index = forward.layers[group.layer], plan.indices(group)
+        group_hidden, group_residual = forward.post(
+            layer, group_residual, out.index_select(0, index)
+        )
         hidden.index_copy_(0, index, group_hidden)
         residual.index_copy_(0, index, group_residual)
         share(plan, group, hidden, residual)
-
-
-def group_positions(
-    plan: Plan, group: Group, positions: torch.Tensor, expanded: torch.Tensor
-) -> torch.Tensor:
-    """(n,) positions of a group's tokens: a view of the forward's one gather where it can."""
-    if group.tokens.stop <= plan.expanded_tokens:
-        return expanded[group.tokens]
-    return positions.index_select(0, plan.indices(group))
 
 
 def share(plan: Plan, group: Group, *tensors: torch.Tensor) -> None:
