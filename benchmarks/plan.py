@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import random
 import statistics
@@ -189,6 +190,10 @@ def main() -> None:
     costs = Costs(*args.costs)
     rng = random.Random(args.seed)
     pool = search_programs(30)
+    # The engine core freezes its start-up heap (vLLM's freeze_gc_heap), so that the cyclic
+    # collector does not walk the imported modules' objects during steps; likewise here.
+    gc.collect()
+    gc.freeze()
     sources = {
         "search (D=24, S=30)": (24, 30, lambda n: rng.sample(pool, n)),
         "edits (D=36, S=45)": (36, 45, lambda n: [edited(rng, 36, 45) for _ in range(n)]),

@@ -61,9 +61,9 @@ def main() -> None:
     timed(runner, "with_call_attention", metadata)
     count = runner.with_call_attention
 
-    def counted(runner_, plan, groups):
-        calls.append(len(plan.partial_calls()))
-        return count(runner_, plan, groups)
+    def counted(runner_, plan, inputs):
+        calls.append(len(inputs.calls))
+        return count(runner_, plan, inputs)
 
     runner.with_call_attention = counted
     llm = LLM(

@@ -254,20 +254,16 @@ class ProgramTable:
         steps = np.stack(
             [
                 layer,
-                entry_slots(program, step, layer, lengths, self.num_layers, self.num_slots),
+                entry_slots(new, program, step, layer, self.num_layers, self.num_slots),
                 by_layer_keys(layers, valid, self.num_layers, self.num_slots),
             ]
         )
         first, end = len(self.programs), len(self.programs) + len(new)
-        while end > len(self.lengths):  # room doubles, so appending stays linear overall
-            self.offsets, self.lengths = (
-                np.resize(a, 2 * len(a)) for a in (self.offsets, self.lengths)
-            )
-        while self.size + steps.shape[1] > self.steps.shape[1]:
-            self.steps = np.concatenate([self.steps, np.zeros_like(self.steps)], axis=1)
+        self.offsets, self.lengths = (grown(a, end) for a in (self.offsets, self.lengths))
+        self.steps = grown(self.steps, self.size + steps.shape[1])
         self.offsets[first:end] = self.size + np.cumsum(lengths) - lengths
         self.lengths[first:end] = lengths
-        self.steps[:, self.size : self.size + steps.shape[1]] = steps
+        self.steps[..., self.size : self.size + steps.shape[1]] = steps
         self.size += steps.shape[1]
         self.ids.update(zip(new, range(first, first + len(new)), strict=True))
         self.programs.extend(new)
@@ -298,25 +294,34 @@ def tabulate(programs: Sequence[Program], num_layers: int, num_slots: int) -> Pr
 
 
 def entry_slots(
+    programs: Sequence[Program],
     program: np.ndarray,
     step: np.ndarray,
     layer: np.ndarray,
-    lengths: np.ndarray,
     num_layers: int,
     num_slots: int,
 ) -> np.ndarray:
-    """(n,) slots of all entries at once, equal to :func:`step_slots` program by program: a
-    first run keeps its layer's slot, the r-th re-run takes D + r; a program whose re-runs
-    overflow S takes the step-by-step rule."""
-    first = np.full(len(lengths) * num_layers, lengths.max())
-    np.minimum.at(first, program * num_layers + layer, step)
-    rerun = step > first[program * num_layers + layer]
-    starts = np.cumsum(lengths) - lengths
+    """(n,) slots of all entries of ``programs`` at once (``program``, ``step``, ``layer``:
+    each entry's, program-major), equal to :func:`step_slots` program by program: a first run
+    keeps its layer's slot, the r-th re-run takes D + r; a program whose re-runs overflow S
+    takes the step-by-step rule."""
+    key = program * num_layers + layer
+    by_key = grouped(key)  # stable: a (program, layer)'s steps in order, its first run first
+    rerun = np.zeros(len(key), bool)
+    rerun[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
+    starts = np.searchsorted(program, np.arange(len(programs)))
     before = np.cumsum(rerun) - rerun
     slot = np.where(rerun, num_layers + before - before[starts][program], layer)
-    for p in np.unique(program[slot >= num_slots]).tolist():
-        span = slice(starts[p], starts[p] + lengths[p])
-        slot[span] = step_slots(layer[span].tolist(), num_layers, num_slots)
+    overflow = np.unique(program[slot >= num_slots]).tolist()
+    if overflow:
+        overflows = np.zeros(len(programs), bool)
+        overflows[overflow] = True
+        slot[overflows[program]] = np.fromiter(
+            itertools.chain.from_iterable(
+                step_slots(programs[p], num_layers, num_slots) for p in overflow
+            ),
+            np.int64,
+        )
     return slot
 
 
@@ -357,9 +362,19 @@ def dense_rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def grouped(ids: np.ndarray) -> np.ndarray:
-    """Stable order of ``ids`` (small non-negative ints): a counting sort where it fits."""
-    kind = np.int16 if len(ids) and ids.max() < np.iinfo(np.int16).max else np.int64
+    """Stable order of ``ids`` (non-negative ints): a counting sort where they fit 16 bits."""
+    kind = np.uint16 if len(ids) and ids.max() <= np.iinfo(np.uint16).max else np.int64
     return np.argsort(ids.astype(kind), kind="stable")
+
+
+def grown(array: np.ndarray, size: int) -> np.ndarray:
+    """``array``, or a copy with its last axis at least doubled to hold ``size`` (zeros past
+    the old end), so that appending stays linear overall."""
+    if size <= array.shape[-1]:
+        return array
+    bigger = np.zeros((*array.shape[:-1], max(size, 2 * array.shape[-1])), array.dtype)
+    bigger[..., : array.shape[-1]] = array
+    return bigger
 
 
 class Layout(NamedTuple):
@@ -584,14 +599,12 @@ def materialize(
         )
     )
 
-    group_bounds = np.searchsorted(order.group_round, np.arange(num_rounds + 1)).tolist()
-    rounds = list(
-        map(
-            Round,
-            (tuple(group_list[g0:g1]) for g0, g1 in itertools.pairwise(group_bounds)),
-            call_list,
-        )
-    )
+    if num_groups == num_rounds:  # a group per round (the by-layer order)
+        round_groups = zip(group_list)
+    else:
+        bounds = np.searchsorted(order.group_round, np.arange(num_rounds + 1)).tolist()
+        round_groups = (tuple(group_list[g0:g1]) for g0, g1 in itertools.pairwise(bounds))
+    rounds = list(map(Round, round_groups, call_list))
     host_index = np.concatenate(chunks.parts)
     token_index = torch.from_numpy(host_index).to(device, non_blocking=True)
     return Plan(
@@ -650,9 +663,13 @@ def call_region(
 
 def slices(size: int, where: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
     """A list of ``size``: ``slice(starts[i], stops[i])`` at ``where[i]``, None elsewhere."""
-    out = np.full(size, None, object)
-    out[where] = list(map(slice, starts.tolist(), stops.tolist()))
-    return out.tolist()
+    parts = list(map(slice, starts.tolist(), stops.tolist()))
+    if len(where) == size:
+        return parts
+    out = [None] * size
+    for i, part in zip(where.tolist(), parts, strict=True):
+        out[i] = part
+    return out
 
 
 def group_copies(

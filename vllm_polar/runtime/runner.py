@@ -2,10 +2,10 @@
 
 The runner keeps one :class:`Planner`.  It plans a batch when its composition changes and
 reuses the plan while the batch keeps its requests, their token counts and their histories'
-relations (steady decode: every row one token further); only the attention metadata of the
-calls over part of the batch is rebuilt every step, from one gather per runner buffer (per slot
-for the block table and slot mapping: every slot is a KV-cache group of its own, and a call's
-requests may keep their K/V in different slots).
+relations (steady decode: every row one token further), and with it the inputs of the calls
+over part of the batch: every step refills them in place from one gather per runner buffer (per
+slot for the block table and slot mapping: every slot is a KV-cache group of its own, and a
+call's requests may keep their K/V in different slots) and builds their attention metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vllm.v1.attention.backend import CommonAttentionMetadata
 
 from vllm_polar.config import PolarConfig
 from vllm_polar.program import Program
-from vllm_polar.runtime.plan import Costs, Plan, ProgramTable, build_plan
+from vllm_polar.runtime.plan import Call, Costs, Plan, ProgramTable, build_plan
 from vllm_polar.runtime.requests import program_of
 
 logger = logging.getLogger("vllm.polar")
@@ -47,6 +47,7 @@ class Planner:
     query_lens: np.ndarray | None = None
     computed: np.ndarray | None = None
     plan: Plan | None = None
+    calls: CallInputs | None = None
     shares: bool = False
     slot_groups: dict[int, int] | None = None
 
@@ -106,10 +107,15 @@ def plan_for_batch(runner, config: PolarConfig) -> Plan:
         )
         planner.shares = any(g.copies is not None for r in planner.plan.rounds for g in r.groups)
         planner.req_ids, planner.query_lens = req_ids, query_lens
+        planner.calls = None
+        if planner.plan.partial_calls():
+            if planner.slot_groups is None:
+                planner.slot_groups = slot_groups(runner)
+            planner.calls = call_inputs(runner, planner.plan, planner.slot_groups)
     planner.computed = computed
-    if planner.slot_groups is None:
-        planner.slot_groups = slot_groups(runner)
-    return with_call_attention(runner, planner.plan, planner.slot_groups)
+    if planner.calls is None:
+        return planner.plan
+    return with_call_attention(runner, planner.plan, planner.calls)
 
 
 def token_histories(runner, query_start_loc: np.ndarray) -> list[tuple[int, bytes] | None]:
@@ -177,59 +183,136 @@ def metadata_builder(runner, group: int):
     return attention_group.get_metadata_builder()
 
 
-def with_call_attention(runner, plan: Plan, groups: dict[int, int]) -> Plan:
-    """``plan`` with the attention metadata of each call over part of the batch.
+@dataclasses.dataclass
+class CallInputs:
+    """The inputs of a plan's calls over part of the batch, kept while the runner keeps the
+    plan.  Each call's :class:`CommonAttentionMetadata` holds views of the buffers here (its
+    rows and tokens are a span of the plan's ``call_region``); a step refills the buffers in
+    place, one gather per runner buffer (per slot for the block table and slot mapping: every
+    row and token from its own slot's KV-cache group), then sets each call's longest sequence
+    and builds the backend's metadata."""
 
-    Every runner buffer is gathered once for all such calls (their rows and tokens lie in the
-    plan's ``call_region``), the block table and slot mapping slot by slot, each row and token
-    from its own slot's KV-cache group (:func:`slot_tables`); each call's metadata is views of
-    those gathers, then the backend ``build`` of the slot that runs it.
-    """
+    calls: list[Call]
+    metadata: list[CommonAttentionMetadata]
+    spans: np.ndarray
+    """(calls, 2) each call's rows, as positions in the region's rows."""
+    host_rows: torch.Tensor
+    """(rows,) the region's batch rows, host; ``device_rows`` and ``device_tokens`` the same
+    rows and the region's tokens, on the device."""
+    device_rows: torch.Tensor
+    device_tokens: torch.Tensor
+    builders: dict[int, object]
+    """The attention-metadata builder of each slot."""
+    slot_runs: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    """Per slot present: (its KV-cache group, positions in the region and batch rows of the
+    rows on it, the same of the tokens on it)."""
+    seq_lens: torch.Tensor
+    seq_lens_cpu: torch.Tensor
+    is_prefilling: torch.Tensor
+    positions: torch.Tensor
+    block_table: torch.Tensor
+    slot_mapping: torch.Tensor
+
+
+def call_inputs(runner, plan: Plan, groups: dict[int, int]) -> CallInputs:
+    """The buffers and per-call metadata of ``plan``'s calls over part of the batch (their
+    contents are filled in by :func:`with_call_attention`)."""
     calls = plan.partial_calls()
-    if not calls:
-        return plan
-    whole = whole_batch_metadata(runner)
     region = plan.call_region
     tokens, rows, starts = region.tokens, region.rows, region.starts
-    host_rows = torch.from_numpy(plan.host_index[rows])
-    host_starts = plan.host_index[starts]
-    device_rows = plan.token_index[rows]
-    device_tokens = plan.token_index[tokens]
-    seq_lens_cpu = whole.seq_lens_cpu_upper_bound[host_rows]
-    seq_lens_host = seq_lens_cpu.numpy()
-    query_start_loc = plan.token_index[starts].to(torch.int32)
-    query_start_loc_cpu = torch.from_numpy(host_starts.astype(np.int32))
-    seq_lens = whole.seq_lens[device_rows]
-    is_prefilling = whole.is_prefilling[host_rows]
-    positions = whole.positions[device_tokens]
-    block_table, slot_mapping = slot_tables(runner, plan, groups, whole.num_actual_tokens)
+    index = plan.token_index
+    whole = whole_batch_metadata(runner)
+    device_rows, device_tokens = index[rows], index[tokens]
+    query_start_loc = index[starts].to(torch.int32)
+    query_start_loc_cpu = torch.from_numpy(plan.host_index[starts].astype(np.int32))
     spans = np.array([(call.rows.start, call.rows.stop) for call in calls]) - rows.start
     query_lens = np.diff(whole.query_start_loc_cpu.numpy())[plan.host_index[rows]]
     max_query_lens = span_max(query_lens, spans).tolist()
-    max_seq_lens = span_max(seq_lens_host, spans).tolist()
-    builders = {slot: metadata_builder(runner, group) for slot, group in groups.items()}
-    attention = {}
-    for call, max_query_len, max_seq_len in zip(calls, max_query_lens, max_seq_lens, strict=True):
+    num_rows, num_tokens = len(device_rows), len(device_tokens)
+    seq_lens = whole.seq_lens.new_empty(num_rows)
+    seq_lens_cpu = whole.seq_lens_cpu_upper_bound.new_empty(num_rows)
+    is_prefilling = whole.is_prefilling.new_empty(num_rows)
+    positions = whole.positions.new_empty(num_tokens)
+    block_table = whole.block_table_tensor.new_empty(num_rows, whole.block_table_tensor.shape[1])
+    slot_mapping = whole.slot_mapping.new_empty(num_tokens)
+    metadata = []
+    for call, max_query_len in zip(calls, max_query_lens, strict=True):
         t = slice(call.tokens.start - tokens.start, call.tokens.stop - tokens.start)
         r = slice(call.rows.start - rows.start, call.rows.stop - rows.start)
-        s = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
-        metadata = CommonAttentionMetadata(
-            query_start_loc=query_start_loc[s],
-            query_start_loc_cpu=query_start_loc_cpu[s],
-            seq_lens=seq_lens[r],
-            seq_lens_cpu_upper_bound=seq_lens_cpu[r],
-            num_reqs=r.stop - r.start,
-            num_actual_tokens=t.stop - t.start,
-            max_query_len=max_query_len,
-            max_seq_len=max_seq_len,
-            block_table_tensor=block_table[r],
-            slot_mapping=slot_mapping[t],
-            causal=True,
-            is_prefilling=is_prefilling[r],
-            positions=positions[t],
+        q = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
+        metadata.append(
+            CommonAttentionMetadata(
+                query_start_loc=query_start_loc[q],
+                query_start_loc_cpu=query_start_loc_cpu[q],
+                seq_lens=seq_lens[r],
+                seq_lens_cpu_upper_bound=seq_lens_cpu[r],
+                num_reqs=r.stop - r.start,
+                num_actual_tokens=t.stop - t.start,
+                max_query_len=max_query_len,
+                max_seq_len=0,  # set every step
+                block_table_tensor=block_table[r],
+                slot_mapping=slot_mapping[t],
+                causal=True,
+                is_prefilling=is_prefilling[r],
+                positions=positions[t],
+            )
         )
+    slot_runs = [
+        (
+            groups[slot],
+            index[region.row_order][row_start:row_end],
+            index[region.rows_by_slot][row_start:row_end],
+            index[region.token_order][token_start:token_end],
+            index[region.tokens_by_slot][token_start:token_end],
+        )
+        for slot, row_start, row_end, token_start, token_end in region.slot_runs.tolist()
+    ]
+    return CallInputs(
+        calls,
+        metadata,
+        spans,
+        torch.from_numpy(plan.host_index[rows]),
+        device_rows,
+        device_tokens,
+        {slot: metadata_builder(runner, group) for slot, group in groups.items()},
+        slot_runs,
+        seq_lens,
+        seq_lens_cpu,
+        is_prefilling,
+        positions,
+        block_table,
+        slot_mapping,
+    )
+
+
+def with_call_attention(runner, plan: Plan, inputs: CallInputs) -> Plan:
+    """``plan`` with this step's attention metadata of each call over part of the batch:
+    ``inputs``' buffers refilled from the runner's, then each call's backend ``build`` on the
+    slot that runs it."""
+    whole = whole_batch_metadata(runner)
+    torch.index_select(whole.seq_lens, 0, inputs.device_rows, out=inputs.seq_lens)
+    torch.index_select(whole.seq_lens_cpu_upper_bound, 0, inputs.host_rows, out=inputs.seq_lens_cpu)
+    torch.index_select(whole.is_prefilling, 0, inputs.host_rows, out=inputs.is_prefilling)
+    torch.index_select(whole.positions, 0, inputs.device_tokens, out=inputs.positions)
+    tables = runner.input_batch.block_table
+    for group, row_order, slot_rows, token_order, slot_tokens in inputs.slot_runs:
+        table = tables[group]
+        inputs.block_table.index_copy_(
+            0, row_order, table.get_device_tensor(whole.num_reqs).index_select(0, slot_rows)
+        )
+        inputs.slot_mapping.index_copy_(
+            0,
+            token_order,
+            table.slot_mapping.gpu[: whole.num_actual_tokens].index_select(0, slot_tokens),
+        )
+    max_seq_lens = span_max(inputs.seq_lens_cpu.numpy(), inputs.spans).tolist()
+    attention = {}
+    for call, metadata, max_seq_len in zip(
+        inputs.calls, inputs.metadata, max_seq_lens, strict=True
+    ):
+        metadata.max_seq_len = max_seq_len
         attention[call.tokens.start] = (
-            builders[call.slot].build(0, metadata),
+            inputs.builders[call.slot].build(0, metadata),
             metadata.slot_mapping,
         )
     return dataclasses.replace(plan, call_attention=attention)
@@ -238,35 +321,6 @@ def with_call_attention(runner, plan: Plan, groups: dict[int, int]) -> Plan:
 def span_max(values: np.ndarray, spans: np.ndarray) -> np.ndarray:
     """Max of ``values`` over each non-empty [start, stop) row of the (c, 2) ``spans``."""
     return np.maximum.reduceat(np.append(values, 0), spans.ravel())[::2]
-
-
-def slot_tables(
-    runner, plan: Plan, groups: dict[int, int], num_tokens: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (rows, blocks) block table of the call region's rows and the (tokens,) slot mapping
-    of its tokens, each row's and token's from its own slot's KV-cache group: per slot
-    present, one gather from that group's buffers and one scatter into place."""
-    region = plan.call_region
-    index = plan.token_index
-    tables = runner.input_batch.block_table
-    num_reqs = runner.input_batch.num_reqs
-    row_order, rows_by_slot = index[region.row_order], index[region.rows_by_slot]
-    token_order, tokens_by_slot = index[region.token_order], index[region.tokens_by_slot]
-    block_table = slot_mapping = None
-    for slot, row_start, row_end, token_start, token_end in region.slot_runs.tolist():
-        table = tables[groups[slot]]
-        slot_rows = table.get_device_tensor(num_reqs).index_select(
-            0, rows_by_slot[row_start:row_end]
-        )
-        slot_tokens = table.slot_mapping.gpu[:num_tokens].index_select(
-            0, tokens_by_slot[token_start:token_end]
-        )
-        if block_table is None:
-            block_table = slot_rows.new_empty(len(row_order), slot_rows.shape[1])
-            slot_mapping = slot_tokens.new_empty(len(token_order))
-        block_table.index_copy_(0, row_order[row_start:row_end], slot_rows)
-        slot_mapping.index_copy_(0, token_order[token_start:token_end], slot_tokens)
-    return block_table, slot_mapping
 
 
 def check_shared_pool(runner) -> None:
