@@ -9,12 +9,15 @@ from hypothesis import strategies as st
 
 from vllm_polar.program import step_slots
 from vllm_polar.runtime.plan import (
+    DEFAULT_COSTS,
+    MERGE_MIN_LAYER_RUN,
     Costs,
     ProgramTable,
     build_plan,
     by_layer_rounds,
     by_step_rounds,
     layout,
+    merged_rounds,
     tabulate,
     uniform_plan,
 )
@@ -55,11 +58,15 @@ def slots_of(program):
     return step_slots(program, DEPTH, SLOTS)
 
 
-def plan_for(batch):
+CPU_COSTS = Costs(layer_run=1e-2, call=1e-5, build=1e-5)
+"""As the engine measures them on a CPU: the planner also tries the merged order."""
+
+
+def plan_for(batch, costs: Costs = DEFAULT_COSTS):
     rows = [program for program, *_ in batch]
     qsl = np.concatenate([[0], np.cumsum([size for _, size, *_ in batch])])
     histories = [history_of(row) for row in batch]
-    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"), DEPTH, SLOTS, histories)
+    return rows, qsl, build_plan(rows, qsl, torch.device("cpu"), DEPTH, SLOTS, histories, costs)
 
 
 def history_of(row) -> tuple[int, int] | None:
@@ -94,19 +101,19 @@ def trace(plan, num_tokens: int) -> list[list[tuple[int, int]]]:
     return seen
 
 
-@given(st.one_of(batches, shared_batches))
-def test_every_token_runs_its_program_in_order_on_slot_per_step(batch):
+@given(st.one_of(batches, shared_batches), st.sampled_from([DEFAULT_COSTS, CPU_COSTS]))
+def test_every_token_runs_its_program_in_order_on_slot_per_step(batch, costs):
     """Also where rows share a history: a copied step counts as run."""
-    rows, qsl, plan = plan_for(batch)
+    rows, qsl, plan = plan_for(batch, costs)
     seen = trace(plan, int(qsl[-1]))
     for row, program in enumerate(rows):
         for token in range(qsl[row], qsl[row + 1]):
             assert seen[token] == list(zip(program, slots_of(program), strict=True))
 
 
-@given(shared_batches)
-def test_a_copied_step_comes_from_a_row_with_the_same_history_and_program_prefix(batch):
-    rows, qsl, plan = plan_for(batch)
+@given(shared_batches, st.sampled_from([DEFAULT_COSTS, CPU_COSTS]))
+def test_a_copied_step_comes_from_a_row_with_the_same_history_and_program_prefix(batch, costs):
+    rows, qsl, plan = plan_for(batch, costs)
     row_of = np.repeat(np.arange(len(rows)), np.diff(qsl))
     step_of_token = [0] * int(qsl[-1])
     for this_round in plan.rounds:
@@ -219,7 +226,10 @@ def test_decoding_mixed_programs_reads_each_layer_about_once():
     assert whole == [*range(10), 15, 16, 17]
 
 
-@given(batches, st.sampled_from([Costs(1, 0, 0), Costs(0, 1, 0), Costs(0, 0, 1), Costs(8, 1, 1)]))
+@given(
+    batches,
+    st.sampled_from([Costs(1, 0, 0), Costs(0, 1, 0), Costs(0, 0, 1), Costs(8, 1, 1), CPU_COSTS]),
+)
 def test_the_plan_takes_the_order_of_lower_cost(batch, costs):
     rows = [program for program, _ in batch]
     qsl = np.concatenate([[0], np.cumsum([size for _, size in batch])])
@@ -227,15 +237,51 @@ def test_the_plan_takes_the_order_of_lower_cost(batch, costs):
     if len(set(rows)) == 1:
         return
     table = tabulate(rows, DEPTH, SLOTS)
-    by_step, by_layer = (
-        layout(table, order(table), costs) for order in (by_step_rounds, by_layer_rounds)
+    by_step, by_layer, merged = (
+        layout(table, order(table), costs)
+        for order in (by_step_rounds, by_layer_rounds, merged_rounds)
     )
     best = by_step if by_step.cost(costs) <= by_layer.cost(costs) else by_layer
+    if costs.layer_run >= MERGE_MIN_LAYER_RUN and merged.cost(costs) < best.cost(costs):
+        best = merged  # tried on devices where a layer run is dear, taken only if cheaper
     assert (
         sum(len(r.groups) for r in plan.rounds),
         len(plan.rounds),
         len(plan.partial_calls()),
     ) == (len(best.group_round), len(best.everyone), best.builds)
+
+
+@given(st.lists(programs, min_size=1, max_size=8))
+def test_the_merged_order_runs_one_layer_per_round_and_each_program_in_order(batch):
+    table = tabulate(batch, DEPTH, SLOTS)
+    rounds = merged_rounds(table)
+    for p in range(len(table.distinct)):
+        assert (np.diff(rounds[table.program == p]) > 0).all()
+    layers_of_round = {}
+    for number, layer in zip(rounds.tolist(), table.layer.tolist(), strict=True):
+        assert layers_of_round.setdefault(number, layer) == layer
+    assert sorted(layers_of_round) == list(range(len(layers_of_round)))
+
+
+def test_the_planner_on_a_cpu_takes_whichever_of_merged_and_by_layer_has_fewer_rounds():
+    """(4, 3, 0, 2) is (3, 0, 2) after one more layer: by layer, that layer raises the highest
+    layer reached, so the two loops back fall in different rounds (7); merged, they share
+    them (4).  Identity programs that each run a different block of three layers twice: by
+    layer, each loop catches up before the others go on (39 rounds); merged, the programs
+    that did not loop there run ahead and each loop finishes alone (47)."""
+    cases = {
+        ((3, 0, 2), (4, 3, 0, 2)): (7, 4),
+        tuple((*range(s + 3), *range(s, 24)) for s in range(0, 20, 4)): (39, 47),
+    }
+    for batch, expected in cases.items():
+        table = tabulate(batch, DEPTH, SLOTS)
+        rounds = tuple(
+            len(layout(table, order(table), CPU_COSTS).everyone)
+            for order in (by_layer_rounds, merged_rounds)
+        )
+        assert rounds == expected
+        _, _, plan = plan_for([(program, 1) for program in batch], CPU_COSTS)
+        assert len(plan.rounds) == min(expected)
 
 
 @given(st.lists(batches, min_size=1, max_size=4))

@@ -13,8 +13,8 @@ of layer l in slot l).  A round's call covers exactly the requests that run a st
 each on its own step's slot: all slots' caches share one page layout, so one attention call
 reads and writes every request's pages through that request's rows of its own slot's block
 table, which the call's metadata (built by the runner) holds.  It reads and writes nothing of
-the other requests and costs what its tokens cost.  Two orders of rounds, each a round number
-per (program, step):
+the other requests and costs what its tokens cost.  Three orders of rounds, each a round
+number per (program, step):
 
 - *by step*: round k runs step k of every program, one group per distinct layer at step k.
   A layer run at different steps by different programs has its weights read once per step;
@@ -25,6 +25,12 @@ per (program, step):
   run and one call.  A program that looped back catches up (with the programs that make the
   same loop) before the others go on.  Eight programs of mean length 24 over 24 layers: 34
   layer runs instead of 87.
+- *merged*: a greedy common supersequence of the programs' layer sequences.  Each round runs
+  the one layer that the programs' next steps wait on most (weighted by the steps each has
+  left), and every program whose next step runs it takes that step.  Where many programs loop
+  in different places this needs fewer rounds than by layer (a fifth to a quarter fewer for
+  256-1,024 searched programs), but it costs a numpy pass per round to plan (~1 ms for 64-256
+  programs), so it is tried only where a layer run costs more than that (CPUs).
 
 A batch of one program runs by step over the whole batch.  For mixed batches the plan takes
 the order of lower cost: layer runs (a read of a layer's weights), attention calls (launches)
@@ -66,6 +72,10 @@ class Costs:
 
 DEFAULT_COSTS = Costs(layer_run=8e-4, call=1e-4, build=1e-4)
 """Until measured (host-only planning): a layer run is worth eight calls, a build one call."""
+
+MERGE_MIN_LAYER_RUN = 1e-3
+"""Seconds a layer run must cost for the planner to try the merged order, whose planning
+takes about that long for a batch of 64-256 programs: one layer run saved then pays for it."""
 
 
 class Group(NamedTuple):
@@ -350,6 +360,26 @@ def by_layer_rounds(programs: Programs) -> np.ndarray:
     return programs.layer_key
 
 
+def merged_rounds(programs: Programs) -> np.ndarray:
+    """(n,) round key of every entry in the merged order (module docstring): one pass over
+    the programs still running per round."""
+    lengths = programs.valid.sum(axis=1)
+    upcoming = np.cumsum(lengths) - lengths  # each program's next entry
+    left = lengths.copy()
+    rounds = np.empty(len(programs.layer), np.int64)
+    running = np.arange(len(lengths))
+    for number in itertools.count():
+        if not len(running):
+            return rounds
+        entries = upcoming[running]
+        layers = programs.layer[entries]
+        takes = layers == np.bincount(layers, weights=left[running]).argmax()
+        rounds[entries[takes]] = number
+        upcoming[running[takes]] += 1
+        left[running[takes]] -= 1
+        running = running[left[running] > 0]
+
+
 def dense_rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rank of each key among the distinct keys, the distinct keys ascending)."""
     size = int(keys.max()) + 1
@@ -481,6 +511,10 @@ def build_plan(
     by_step = layout(batch, by_step_rounds(batch), costs, chosen.cost(costs))
     if by_step is not None and by_step.cost(costs) <= chosen.cost(costs):
         chosen = by_step
+    if costs.layer_run >= MERGE_MIN_LAYER_RUN:
+        merged = layout(batch, merged_rounds(batch), costs, chosen.cost(costs))
+        if merged is not None and merged.cost(costs) < chosen.cost(costs):
+            chosen = merged
     return materialize(batch, chosen, np.asarray(query_start_loc, np.int64), device, sources)
 
 
