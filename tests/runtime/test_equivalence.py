@@ -14,6 +14,9 @@ from tests.runtime.conftest import (
     stop_engine,
 )
 from tests.runtime.tiny import FAMILIES, NUM_LAYERS
+from vllm_polar import config as polar_config
+from vllm_polar.runtime import runner as polar_runner
+from vllm_polar.runtime.plan import Costs
 from vllm_polar.runtime.requests import cache_salt
 
 TOLERANCE = 1e-4
@@ -76,6 +79,47 @@ def test_request_without_program_runs_identity(family_engine, references):
     prompt = prompt_ids(9, 20)
     [result] = generate(llm, [prompt], [greedy(None)])
     assert_matches_reference(references(family), prompt, PROGRAMS["identity"], result)
+
+
+LOOPS_AT_THREE_PLACES = (
+    (0, 1, 2, 3, 1, 2, 3, 4, 5),
+    (0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5),
+    (0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5),
+)
+
+
+def plan_as_on_a_cpu(worker) -> None:
+    """Give the runner the costs an engine measures on a real CPU (a layer run ~10 ms), under
+    which the planner tries the merged order; the tiny models' layer runs cost far less."""
+    runner = worker.model_runner
+    config = polar_config.from_additional_config(runner.vllm_config.additional_config)
+    runner.polar_planner = polar_runner.Planner(config, Costs(layer_run=1e-2, call=0, build=0))
+
+
+def test_programs_planned_in_the_merged_order_match_reference(checkpoints, references, monkeypatch):
+    """Three programs that loop back at different places decode in 12 rounds a step merged,
+    where by layer takes 20 and by step 23."""
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the runner in this process
+    rounds = []
+    build_plan = polar_runner.build_plan
+
+    def recorded(programs, *args, **kwargs):
+        plan = build_plan(programs, *args, **kwargs)
+        rounds.append((len(set(programs)), len(plan.rounds)))
+        return plan
+
+    monkeypatch.setattr(polar_runner, "build_plan", recorded)
+    llm = start_engine(checkpoints("qwen3"), {"max_steps": MAX_STEPS})
+    try:
+        llm.collective_rpc(plan_as_on_a_cpu)
+        prompts = [prompt_ids(20 + i, 7 + 5 * i) for i in range(3)]
+        programs = list(LOOPS_AT_THREE_PLACES)
+        results = generate(llm, prompts, [greedy(p) for p in programs])
+    finally:
+        stop_engine(llm)
+    assert (3, 12) in rounds and (3, 20) not in rounds
+    for prompt, program, result in zip(prompts, programs, results):
+        assert_matches_reference(references("qwen3"), prompt, program, result)
 
 
 def test_output_does_not_depend_on_the_rest_of_the_batch(qwen3_engine):
