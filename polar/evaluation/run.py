@@ -335,6 +335,7 @@ def evaluate(settings: EvalSettings, out: Path) -> dict[str, Any]:
     from polar.search.run import select_examples
     from polar.tasks import load_task
 
+    commit = code_version()  # before this run writes its outputs, which may be tracked files
     checkpoint = read_config(Path(settings.ckpt))
     changed: list[str] = []  # the checkpoint's own training files, changed since it was trained
     if not settings.supervision:
@@ -412,7 +413,7 @@ def evaluate(settings: EvalSettings, out: Path) -> dict[str, Any]:
                     file.write(json.dumps(asdict(attempt)) + "\n")
     results = {
         "settings": asdict(settings),
-        "commit": code_version(),
+        "commit": commit,
         "training_data_changed": changed,
         "selection": selection,
         "predictor_latency": latency,
