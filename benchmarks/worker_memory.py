@@ -5,7 +5,7 @@ program (the identity with a block of two layers repeated at a random place).  P
 worker's resident set (MiB) after start and after every round; with ``--trim``, once more after
 ``malloc_trim(0)`` in the worker (memory the allocator kept rather than memory still in use).
 
-    python benchmarks/worker_memory.py polar --rounds 8 [--trim]
+    python benchmarks/worker_memory.py polar --rounds 8 [--trim] [--same-programs]
     python benchmarks/worker_memory.py stock --rounds 8
 """
 
@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--trim", action="store_true")
+    parser.add_argument(
+        "--same-programs", action="store_true", help="PoLar: draw the 64 programs once"
+    )
     args = parser.parse_args()
     if args.engine == "stock":
         os.environ["VLLM_PLUGINS"] = ""  # no plugin loaded: plain vLLM
@@ -72,12 +75,13 @@ def main() -> None:
     prompts = [f"Question {i}: what is {i} + {7 * i}? Answer:" for i in range(64)]
     params = SamplingParams(max_tokens=32, temperature=0, ignore_eos=True)
     rng = random.Random(0)
+    same = [new_program(rng, depth) for _ in prompts] if args.same_programs else None
     print(f"{args.engine}: worker {worker_rss_mib()} MiB after start", flush=True)
     for round_ in range(args.rounds):
         if args.engine == "stock":
             llm.generate(prompts, params, use_tqdm=False)
         else:
-            programs = [new_program(rng, depth) for _ in prompts]
+            programs = same or [new_program(rng, depth) for _ in prompts]
             llm.generate(prompts, params, programs=programs, use_tqdm=False)
         print(f"{args.engine}: worker {worker_rss_mib()} MiB after round {round_}", flush=True)
     if args.trim:
