@@ -16,6 +16,7 @@ from vllm_polar.runtime.plan import (
     build_plan,
     by_layer_rounds,
     by_step_rounds,
+    dense_rank,
     layout,
     merged_rounds,
     tabulate,
@@ -251,6 +252,25 @@ def test_the_plan_takes_the_order_of_lower_cost(batch, costs):
     ) == (len(best.group_round), len(best.everyone), best.builds)
 
 
+@given(st.lists(st.integers(0, 1 << 24), min_size=1, max_size=40))
+def test_dense_rank_ranks_keys_as_a_sort_does(keys):
+    keys = np.array(keys)
+    rank, distinct = dense_rank(keys)
+    expected_distinct, expected_rank = np.unique(keys, return_inverse=True)
+    assert distinct.tolist() == expected_distinct.tolist()
+    assert rank.tolist() == expected_rank.tolist()
+
+
+@given(st.lists(programs, min_size=1, max_size=8))
+def test_orders_of_one_layer_per_round_lay_out_as_the_general_ranking(batch):
+    table = tabulate(batch, DEPTH, SLOTS)
+    for order in (by_layer_rounds, merged_rounds):
+        general = layout(table, order(table), CPU_COSTS)
+        shortcut = layout(table, order(table), CPU_COSTS, layer_per_round=True)
+        for name, expected in general._asdict().items():
+            np.testing.assert_array_equal(getattr(shortcut, name), expected, err_msg=name)
+
+
 @given(st.lists(programs, min_size=1, max_size=8))
 def test_the_merged_order_runs_one_layer_per_round_and_each_program_in_order(batch):
     table = tabulate(batch, DEPTH, SLOTS)
@@ -308,8 +328,9 @@ def test_step_slots_put_first_runs_on_their_layer_and_repeats_past_the_depth():
     assert step_slots((0, 0, 0), 3, 3) == (0, 1, 2)  # no slots past the depth: lowest free
 
 
-@given(st.lists(programs, min_size=1, max_size=6), st.sampled_from([(24, 24), (24, 30), (4, 30)]))
+@given(st.lists(programs, min_size=1, max_size=12), st.sampled_from([(24, 24), (24, 30), (4, 30)]))
 def test_slot_table_matches_step_slots_and_every_program_gets_distinct_slots(batch, shape):
+    """Batches of more and fewer new programs than FEW_PROGRAMS: both ways of tabulating."""
     depth, slots = shape
     batch = [tuple(layer % depth for layer in p)[:slots] for p in batch]
     table = tabulate(batch, depth, slots)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -217,6 +217,11 @@ class Programs(NamedTuple):
     num_slots: int
 
 
+FEW_PROGRAMS = 8
+"""Up to this many new programs the table takes their slots program by program from
+:func:`step_slots` (a few microseconds each); more, from :func:`entry_slots` at once."""
+
+
 class ProgramTable:
     """The programs an engine has seen, each tabulated once: its steps' layers, slots and
     by-layer round keys, laid end to end in flat arrays.  Tabulating a batch is then a
@@ -260,14 +265,18 @@ class ProgramTable:
         layers = np.full(valid.shape, -1, np.int64)
         layer = np.fromiter(itertools.chain.from_iterable(new), np.int64)
         layers[valid] = layer
-        program, step = np.nonzero(valid)
-        steps = np.stack(
-            [
-                layer,
-                entry_slots(new, program, step, layer, self.num_layers, self.num_slots),
-                by_layer_keys(layers, valid, self.num_layers, self.num_slots),
-            ]
-        )
+        if len(new) > FEW_PROGRAMS:
+            program, step = np.nonzero(valid)
+            slot = entry_slots(new, program, step, layer, self.num_layers, self.num_slots)
+        else:
+            slot = np.fromiter(
+                itertools.chain.from_iterable(
+                    step_slots(p, self.num_layers, self.num_slots) for p in new
+                ),
+                np.int64,
+            )
+        keys = by_layer_keys(layers, valid, self.num_layers, self.num_slots)
+        steps = np.stack([layer, slot, keys])
         first, end = len(self.programs), len(self.programs) + len(new)
         self.offsets, self.lengths = (grown(a, end) for a in (self.offsets, self.lengths))
         self.steps = grown(self.steps, self.size + steps.shape[1])
@@ -292,7 +301,7 @@ class ProgramTable:
         ends = np.cumsum(lengths)
         program = np.repeat(np.arange(len(ids)), lengths)
         step = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
-        layer, slot, key = self.steps[:, self.offsets[ids][program] + step]
+        layer, slot, key = np.take(self.steps, self.offsets[ids][program] + step, axis=1)
         valid = np.arange(lengths.max()) < lengths[:, None]
         distinct = [self.programs[i] for i in ids.tolist()]
         return Programs(valid, of_row, distinct, program, step, layer, slot, key, self.num_slots)
@@ -319,13 +328,14 @@ def entry_slots(
     by_key = grouped(key)  # stable: a (program, layer)'s steps in order, its first run first
     rerun = np.zeros(len(key), bool)
     rerun[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
-    starts = np.searchsorted(program, np.arange(len(programs)))
     before = np.cumsum(rerun) - rerun
-    slot = np.where(rerun, num_layers + before - before[starts][program], layer)
-    overflow = np.unique(program[slot >= num_slots]).tolist()
-    if overflow:
+    first = np.arange(len(key)) - step  # each entry's program's first entry
+    slot = np.where(rerun, num_layers + before - before[first], layer)
+    beyond = slot >= num_slots
+    if beyond.any():
         overflows = np.zeros(len(programs), bool)
-        overflows[overflow] = True
+        overflows[program[beyond]] = True
+        overflow = np.flatnonzero(overflows).tolist()
         slot[overflows[program]] = np.fromiter(
             itertools.chain.from_iterable(
                 step_slots(programs[p], num_layers, num_slots) for p in overflow
@@ -353,6 +363,13 @@ def by_layer_keys(
 def by_step_rounds(programs: Programs) -> np.ndarray:
     """(n,) round key of every entry in the by-step order: its step."""
     return programs.step
+
+
+def by_step_floor(programs: Programs, costs: Costs) -> float:
+    """The by-step order's cost without its metadata builds, from one count: its layer runs
+    are the distinct (step, layer) pairs, its calls the longest program's steps."""
+    pairs = np.bincount(programs.step * programs.num_slots + programs.layer)
+    return np.count_nonzero(pairs) * costs.layer_run + programs.valid.shape[1] * costs.call
 
 
 def by_layer_rounds(programs: Programs) -> np.ndarray:
@@ -383,12 +400,15 @@ def merged_rounds(programs: Programs) -> np.ndarray:
 def dense_rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rank of each key among the distinct keys, the distinct keys ascending)."""
     size = int(keys.max()) + 1
-    if size > 8 * len(keys) + 4096:
+    if size > 32 * len(keys) + (1 << 16):  # a sort costs less than a table of every key
         distinct, rank = np.unique(keys, return_inverse=True)
         return rank.reshape(-1), distinct
     present = np.zeros(size, bool)
     present[keys] = True
-    return (np.cumsum(present) - 1)[keys], np.flatnonzero(present)
+    distinct = np.flatnonzero(present)
+    rank = np.empty(size, np.int64)
+    rank[distinct] = np.arange(len(distinct))
+    return rank[keys], distinct
 
 
 def grouped(ids: np.ndarray) -> np.ndarray:
@@ -433,14 +453,24 @@ class Layout(NamedTuple):
 
 
 def layout(
-    programs: Programs, round_key: np.ndarray, costs: Costs, bound: float = np.inf
+    programs: Programs,
+    round_key: np.ndarray,
+    costs: Costs,
+    bound: float = np.inf,
+    layer_per_round: bool = False,
 ) -> Layout | None:
     """The order whose rounds are ``round_key`` ranked; None if its layer runs and calls alone
-    cost more than ``bound``."""
+    cost more than ``bound``.  ``layer_per_round``: the key gives each round one layer (the
+    by-layer and merged orders), so its groups are its rounds and need no ranking of their own."""
     round_of, rounds = dense_rank(round_key)
-    width = programs.num_slots
-    group_of, groups = dense_rank(round_of * width + programs.layer)
-    if len(groups) * costs.layer_run + len(rounds) * costs.call > bound:
+    if layer_per_round:
+        group_of, group_round = round_of, np.arange(len(rounds))
+        group_layer = np.empty(len(rounds), np.int64)
+        group_layer[round_of] = programs.layer
+    else:
+        group_of, groups = dense_rank(round_of * programs.num_slots + programs.layer)
+        group_round, group_layer = np.divmod(groups, programs.num_slots)
+    if len(group_round) * costs.layer_run + len(rounds) * costs.call > bound:
         return None
     by_group = grouped(group_of)
     size = np.bincount(round_of, minlength=len(rounds))
@@ -451,8 +481,8 @@ def layout(
     return Layout(
         round_of,
         group_of,
-        groups // width,
-        groups % width,
+        group_round,
+        group_layer,
         by_group,
         slots[first],
         everyone,
@@ -507,12 +537,13 @@ def build_plan(
     sources = prefix_sources(programs, histories) if histories is not None else {}
     if len(batch.distinct) == 1 and not sources:
         return uniform_plan(batch.distinct[0], batch.slot.tolist())
-    chosen = layout(batch, by_layer_rounds(batch), costs)
-    by_step = layout(batch, by_step_rounds(batch), costs, chosen.cost(costs))
-    if by_step is not None and by_step.cost(costs) <= chosen.cost(costs):
-        chosen = by_step
+    chosen = layout(batch, by_layer_rounds(batch), costs, layer_per_round=True)
+    if by_step_floor(batch, costs) <= chosen.cost(costs):
+        by_step = layout(batch, by_step_rounds(batch), costs, chosen.cost(costs))
+        if by_step is not None and by_step.cost(costs) <= chosen.cost(costs):
+            chosen = by_step
     if costs.layer_run >= MERGE_MIN_LAYER_RUN:
-        merged = layout(batch, merged_rounds(batch), costs, chosen.cost(costs))
+        merged = layout(batch, merged_rounds(batch), costs, chosen.cost(costs), True)
         if merged is not None and merged.cost(costs) < chosen.cost(costs):
             chosen = merged
     return materialize(batch, chosen, np.asarray(query_start_loc, np.int64), device, sources)
@@ -595,9 +626,9 @@ def materialize(
     layers = order.group_layer.tolist()
     group_size = np.bincount(order.group_of[entries], minlength=num_groups)
     group_end = np.cumsum(group_size)
-    sliced = np.flatnonzero(~uniform[order.group_round])
+    sliced = ~uniform[order.group_round]
     bounds = token_at[np.stack([group_end - group_size, group_end])[:, sliced]]
-    group_list = list(map(Group, layers, slices(num_groups, sliced, *bounds)))
+    group_list = records(Group, layers, slices(sliced, *bounds), [None] * num_groups)
     for g in copied:
         a, b = (group_end[g] - group_size[g], group_end[g])
         group_rows = spread.rows[spread.row_start[a] : spread.row_start[b]]
@@ -625,12 +656,10 @@ def materialize(
             ends - counts + starts.start,
             ends + starts.start,
         ]
-    call_list = list(
-        map(
-            Call,
-            order.call_slot.tolist(),
-            *(slices(num_rounds, partial, bounds[i], bounds[i + 1]) for i in (0, 2, 4)),
-        )
+    call_list = records(
+        Call,
+        order.call_slot.tolist(),
+        *(slices(~order.everyone, bounds[i], bounds[i + 1]) for i in (0, 2, 4)),
     )
 
     if num_groups == num_rounds:  # a group per round (the by-layer order)
@@ -638,7 +667,7 @@ def materialize(
     else:
         bounds = np.searchsorted(order.group_round, np.arange(num_rounds + 1)).tolist()
         round_groups = (tuple(group_list[g0:g1]) for g0, g1 in itertools.pairwise(bounds))
-    rounds = list(map(Round, round_groups, call_list))
+    rounds = records(Round, round_groups, call_list)
     host_index = np.concatenate(chunks.parts)
     token_index = torch.from_numpy(host_index).to(device, non_blocking=True)
     return Plan(
@@ -657,7 +686,9 @@ def call_region(
 ) -> CallRegion:
     """The calls' region over the expanded ``entries``: the slot of every row and token, and
     the rows and tokens slot after slot (:class:`CallRegion`)."""
-    row_slots = np.repeat(table.slot[entries], np.diff(spread.row_start))
+    row_slots = table.slot[entries]
+    if len(spread.rows) != len(entries):  # some programs run on several rows
+        row_slots = np.repeat(row_slots, np.diff(spread.row_start))
     row_order = grouped(row_slots)
     row_count = np.bincount(row_slots, minlength=table.num_slots)
     row_place = (chunks.add(row_slots), chunks.add(row_order), chunks.add(spread.rows[row_order]))
@@ -695,15 +726,21 @@ def call_region(
     )
 
 
-def slices(size: int, where: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
-    """A list of ``size``: ``slice(starts[i], stops[i])`` at ``where[i]``, None elsewhere."""
-    parts = list(map(slice, starts.tolist(), stops.tolist()))
-    if len(where) == size:
-        return parts
-    out = [None] * size
-    for i, part in zip(where.tolist(), parts, strict=True):
-        out[i] = part
-    return out
+def records(kind: type[tuple], *columns: Iterable) -> list:
+    """NamedTuples ``kind`` from columns of all their fields: ``tuple.__new__`` mapped over them
+    skips the Python-level constructor of each (a plan makes hundreds)."""
+    return list(map(tuple.__new__, itertools.repeat(kind), zip(*columns, strict=True)))
+
+
+def slices(present: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
+    """A list as long as the bool array ``present``: at its j-th True, ``slice(starts[j],
+    stops[j])``; None where it is False (few places: the rounds over the whole batch)."""
+    bounds = np.zeros((2, len(present)), np.int64)
+    bounds[:, present] = starts, stops
+    parts = list(map(slice, *bounds.tolist()))
+    for i in np.flatnonzero(~present).tolist():
+        parts[i] = None
+    return parts
 
 
 def group_copies(
