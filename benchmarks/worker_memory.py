@@ -4,17 +4,21 @@ Each round generates 32 greedy tokens for 64 prompts; under PoLar every request 
 program (the identity with a block of two layers repeated at a random place).  Prints the
 worker's resident set (MiB) after start and after every round; with ``--trim``, once more after
 ``malloc_trim(0)`` in the worker (memory the allocator kept rather than memory still in use).
+Each round's wall time is recorded beside it; ``--out`` writes both as JSON.
 
-    python benchmarks/worker_memory.py polar --rounds 8 [--trim] [--same-programs]
-    python benchmarks/worker_memory.py stock --rounds 8
+    python benchmarks/worker_memory.py polar --rounds 8 [--trim] [--same-programs] [--out F]
+    python benchmarks/worker_memory.py stock --rounds 8 [--out F]
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import random
+import time
+from pathlib import Path
 
 import psutil
 
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument(
         "--same-programs", action="store_true", help="PoLar: draw the 64 programs once"
     )
+    parser.add_argument("--out", type=Path, help="JSON of the resident sets and round times")
     args = parser.parse_args()
     if args.engine == "stock":
         os.environ["VLLM_PLUGINS"] = ""  # no plugin loaded: plain vLLM
@@ -53,6 +58,9 @@ def main() -> None:
     from vllm import SamplingParams
 
     from polar.models import prepare
+    from polar.search.records import code_version
+
+    commit = code_version()  # before any result is written
 
     settings = dict(
         model=str(prepare(args.model)),
@@ -76,17 +84,39 @@ def main() -> None:
     params = SamplingParams(max_tokens=32, temperature=0, ignore_eos=True)
     rng = random.Random(0)
     same = [new_program(rng, depth) for _ in prompts] if args.same_programs else None
-    print(f"{args.engine}: worker {worker_rss_mib()} MiB after start", flush=True)
+    rows = [{"after": "start", "rss_mib": worker_rss_mib()}]
+    print(f"{args.engine}: worker {rows[-1]['rss_mib']} MiB after start", flush=True)
     for round_ in range(args.rounds):
+        start = time.perf_counter()
         if args.engine == "stock":
             llm.generate(prompts, params, use_tqdm=False)
         else:
             programs = same or [new_program(rng, depth) for _ in prompts]
             llm.generate(prompts, params, programs=programs, use_tqdm=False)
-        print(f"{args.engine}: worker {worker_rss_mib()} MiB after round {round_}", flush=True)
+        seconds = time.perf_counter() - start
+        rows.append({"after": f"round {round_}", "rss_mib": worker_rss_mib(), "seconds": seconds})
+        print(
+            f"{args.engine}: worker {rows[-1]['rss_mib']} MiB after round {round_} "
+            f"({seconds:.1f} s)",
+            flush=True,
+        )
     if args.trim:
         llm.collective_rpc(malloc_trim)
-        print(f"{args.engine}: worker {worker_rss_mib()} MiB after malloc_trim", flush=True)
+        rows.append({"after": "malloc_trim", "rss_mib": worker_rss_mib()})
+        print(f"{args.engine}: worker {rows[-1]['rss_mib']} MiB after malloc_trim", flush=True)
+    if args.out:
+        environment = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_",)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps(
+                {
+                    "commit": commit,
+                    "settings": vars(args) | {"out": str(args.out)} | environment,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
