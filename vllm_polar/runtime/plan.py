@@ -543,7 +543,9 @@ def build_plan(
         if by_step is not None and by_step.cost(costs) <= chosen.cost(costs):
             chosen = by_step
     if costs.layer_run >= MERGE_MIN_LAYER_RUN:
-        merged = layout(batch, merged_rounds(batch), costs, chosen.cost(costs), True)
+        merged = layout(
+            batch, merged_rounds(batch), costs, chosen.cost(costs), layer_per_round=True
+        )
         if merged is not None and merged.cost(costs) < chosen.cost(costs):
             chosen = merged
     return materialize(batch, chosen, np.asarray(query_start_loc, np.int64), device, sources)
