@@ -105,7 +105,7 @@ def main() -> None:
         rows.append({"after": "malloc_trim", "rss_mib": worker_rss_mib()})
         print(f"{args.engine}: worker {rows[-1]['rss_mib']} MiB after malloc_trim", flush=True)
     if args.out:
-        environment = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_",)}
+        environment = {"MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             json.dumps(
