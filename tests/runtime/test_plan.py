@@ -16,12 +16,12 @@ from vllm_polar.runtime.plan import (
     build_plan,
     by_layer_rounds,
     by_step_rounds,
-    dense_rank,
     layout,
     merged_rounds,
     tabulate,
     uniform_plan,
 )
+from vllm_polar.runtime.plan_passes import by_layer_keys, dense_rank
 
 DEPTH = 24
 SLOTS = 30
@@ -177,10 +177,12 @@ def test_a_call_over_part_of_the_batch_describes_exactly_its_requests(batch):
     """Each row once, on one of its program's slots, with its tokens; never the whole batch
     on one slot (that call takes the step's whole-batch metadata instead)."""
     rows, qsl, plan = plan_for(batch)
-    for call in plan.partial_calls():
-        call_rows = plan.host_index[call.rows].tolist()
-        offset = plan.call_region.row_slots.start - plan.call_region.rows.start
-        row_slots = plan.host_index[call.rows.start + offset : call.rows.stop + offset].tolist()
+    region = plan.call_region
+    calls = plan.partial_calls()
+    places = [] if region is None else zip(region.call_rows.tolist(), region.call_starts.tolist())
+    for call, ((r0, r1), (q0, q1)) in zip(calls, places, strict=True):
+        call_rows = plan.host_index[region.rows][r0:r1].tolist()
+        row_slots = plan.host_index[region.row_slots][r0:r1].tolist()
         assert len(set(call_rows)) == len(call_rows)
         assert len(call_rows) < len(rows) or len(set(row_slots)) > 1
         assert all(slot in slots_of(rows[r]) for r, slot in zip(call_rows, row_slots, strict=True))
@@ -188,7 +190,8 @@ def test_a_call_over_part_of_the_batch_describes_exactly_its_requests(batch):
         assert plan.indices(call).tolist() == sum(ranges, [])
         token_slots = [slot for part, slot in zip(ranges, row_slots, strict=True) for _ in part]
         assert plan.token_slots(call).tolist() == token_slots
-        assert plan.host_index[call.starts].tolist() == np.cumsum([0, *map(len, ranges)]).tolist()
+        starts = plan.host_index[region.starts][q0:q1].tolist()
+        assert starts == np.cumsum([0, *map(len, ranges)]).tolist()
     assert plan.call_attention == {}  # filled in by the runner
 
 
@@ -319,6 +322,28 @@ def test_programs_seen_before_plan_as_from_scratch(batch_list):
         if fresh.host_index is not None:
             assert seen.host_index.tolist() == fresh.host_index.tolist()
     assert len(table.programs) <= 12
+
+
+@given(st.lists(st.lists(st.integers(0, DEPTH - 1), min_size=1, max_size=30), max_size=20))
+def test_the_table_finds_each_program_whether_it_sees_the_same_object_or_an_equal_one(lists):
+    """The table knows the objects it was given by their ids and keeps them alive, so a new
+    object never takes an old one's id; equal programs get one id whatever their object."""
+    table = ProgramTable(DEPTH, SLOTS, capacity=16)
+    for _ in range(3):
+        batch = [tuple(layers) for layers in lists]  # new objects each time
+        for programs in (batch, batch[::-1], [tuple(p) for p in batch]):
+            ids = table.lookup(programs).tolist()
+            assert [table.programs[i] for i in ids] == programs
+            assert len(set(ids)) == len(set(programs))
+        del batch
+
+
+def test_by_layer_keys_are_the_highest_layer_reached_the_loops_since_and_the_layer():
+    """(0, 1, 2, 1, 2, 3): the loop back to 1 runs 1 and 2 at (2, 1, *) before 3 raises the
+    highest layer reached again."""
+    expected = [(0, 0, 0), (1, 0, 1), (2, 0, 2), (2, 1, 1), (2, 1, 2), (3, 0, 3), (3, 1, 3)]
+    keys = by_layer_keys(np.array([0, 1, 2, 1, 2, 3, 3]), np.array([7]), DEPTH, SLOTS)
+    assert keys.tolist() == [(h * (SLOTS + 1) + s) * DEPTH + layer for h, s, layer in expected]
 
 
 def test_step_slots_put_first_runs_on_their_layer_and_repeats_past_the_depth():

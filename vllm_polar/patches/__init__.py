@@ -65,6 +65,12 @@
     How: sets the ``polar:kv_pages_held`` gauge after the original records.  Can go with a
     stat-logger plugin point that leaves stats off where the user turned them off (vLLM 0.32's
     turns them on for every async engine).
+12. ``vllm.triton_utils.dispatcher._rebind_kernels`` (``kernel_overrides.py``).  Why: at a CPU
+    worker's start it reads ``vars(x).get(...)`` of every attribute of every loaded module, and
+    llvmlite's ``ffi.lib`` (loaded with numba, which compiles the plan's passes) answers
+    ``__dict__`` with a C function, so a worker started in a process that has built a plan
+    fails.  How: takes that attribute out of its module for the scan.  Can go when vLLM's scan
+    skips objects whose ``vars()`` is not a dict.
 
 ``check_vllm_version`` runs before any module here that reads vLLM internals is imported.
 """
@@ -124,6 +130,7 @@ def apply_engine_patches() -> None:
         engine_args,
         engine_core,
         input_processor,
+        kernel_overrides,
         parallel_sampling,
         prometheus_logger,
         sampling_params,
@@ -132,6 +139,7 @@ def apply_engine_patches() -> None:
 
     engine_args.apply()
     input_processor.apply()
+    kernel_overrides.apply()
     async_llm.apply()
     parallel_sampling.apply()
     sampling_params.apply()

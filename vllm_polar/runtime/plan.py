@@ -1,7 +1,8 @@
 """Per-forward routing plan: which tokens run which layer, in which order, on which KV slot.
 
-Built on the host from the persistent batch (request order = token order) by array operations
-over the batch's programs × steps, and shipped to the device in one transfer.  All tokens of a
+Built on the host from the persistent batch (request order = token order) by passes over the
+batch's programs × steps (compiled: :mod:`vllm_polar.runtime.plan_passes`), and shipped to the
+device in one transfer.  All tokens of a
 request share its program, so every token set below is a union of whole requests' token
 ranges.  While the batch keeps its requests and token counts (steady decode) the runner reuses
 the plan (:mod:`vllm_polar.runtime.runner`).
@@ -56,6 +57,7 @@ import numpy as np
 import torch
 
 from vllm_polar.program import Program, ProgramError, step_slots
+from vllm_polar.runtime import plan_passes as passes
 
 
 @dataclass(frozen=True)
@@ -98,16 +100,14 @@ class Call(NamedTuple):
     attention ``slot`` reads and writes any request's pages, given that request's rows of its
     own slot's block table and slot mapping: the call's metadata holds those.
 
-    None for the slices: every request of the batch, all on ``slot``, under the step's
-    whole-batch metadata of that slot.  Otherwise they slice :attr:`Plan.token_index`:
-    ``tokens`` the requests' tokens, ``rows`` their batch rows, ``starts`` the offsets of their
-    tokens within the call (one more than rows), all inside :attr:`Plan.call_region`.
+    ``tokens`` None: every request of the batch, all on ``slot``, under the step's whole-batch
+    metadata of that slot.  Otherwise it slices :attr:`Plan.token_index`: the requests'
+    tokens, inside :attr:`Plan.call_region`, which holds the call's rows and their tokens'
+    offsets too.
     """
 
     slot: int
     tokens: slice | None
-    rows: slice | None
-    starts: slice | None
 
 
 class Round(NamedTuple):
@@ -119,8 +119,12 @@ class CallRegion(NamedTuple):
     """Where the calls over part of the batch lie in :attr:`Plan.token_index`, and how the
     runner takes every row's block table and every token's slot mapping from its own slot.
 
-    ``tokens``, ``rows``, ``starts``: every such call's slices lie in these.  ``row_slots``
-    and ``token_slots``: the slot of each row of ``rows`` and each token of ``tokens``.
+    ``tokens``, ``rows``, ``starts``: every such call's tokens, batch rows and the offsets of
+    its tokens within the call (one more than its rows) lie in these; ``call_rows`` and
+    ``call_starts``, (calls, 2) host arrays in the order of :meth:`Plan.partial_calls`, say
+    where each call's rows and offsets lie, as positions in ``rows`` and ``starts``.
+    ``row_slots`` and ``token_slots``: the slot of each row of ``rows`` and each token of
+    ``tokens``.
     ``row_order`` (positions in ``rows``) and ``rows_by_slot`` (those rows) list the rows
     slot after slot, ``token_order`` and ``tokens_by_slot`` the tokens; ``slot_runs`` is a
     (k, 5) host array of (slot, first and last + 1 position in the row order, the same in the
@@ -130,6 +134,8 @@ class CallRegion(NamedTuple):
     tokens: slice
     rows: slice
     starts: slice
+    call_rows: np.ndarray
+    call_starts: np.ndarray
     row_slots: slice
     token_slots: slice
     row_order: slice
@@ -190,7 +196,7 @@ def uniform_plan(program: Program, slots: Sequence[int]) -> Plan:
     """Every token runs the same program: round k is step k over the whole batch."""
     return Plan(
         rounds=[
-            Round((Group(layer, None),), Call(slot, None, None, None))
+            Round((Group(layer, None),), Call(slot, None))
             for layer, slot in zip(program, slots, strict=True)
         ],
         token_index=None,
@@ -198,14 +204,17 @@ def uniform_plan(program: Program, slots: Sequence[int]) -> Plan:
 
 
 class Programs(NamedTuple):
-    """A batch's distinct programs as arrays: which steps each has, as a (P, W) table (W the
-    longest program's steps), and the steps as flat *entries* (program-major, steps in order)."""
+    """A batch's distinct programs as arrays: how many steps each has, and the steps as flat
+    *entries* (program-major, steps in order)."""
 
-    valid: np.ndarray
-    """(P, W) bool: the program has this step."""
+    sizes: np.ndarray
+    """(P,) int64: each program's steps."""
     of_row: np.ndarray
     """(R,) int64: the program of each batch row."""
-    distinct: list[Program]
+    ids: np.ndarray
+    """(P,) the programs' ids in ``seen``."""
+    seen: list[Program]
+    """Every program of the table, by id (a plan reads only its few of them)."""
     program: np.ndarray
     """(n,) program of each entry."""
     step: np.ndarray
@@ -213,8 +222,12 @@ class Programs(NamedTuple):
     slot: np.ndarray
     """(n,) KV slot of each entry (:func:`vllm_polar.program.step_slots`)."""
     layer_key: np.ndarray
-    """(n,) round key of each entry in the by-layer order (:func:`by_layer_keys`)."""
+    """(n,) round key of each entry in the by-layer order (:func:`plan_passes.by_layer_keys`)."""
     num_slots: int
+
+    @property
+    def distinct(self) -> list[Program]:
+        return [self.seen[i] for i in self.ids.tolist()]
 
 
 FEW_PROGRAMS = 8
@@ -235,38 +248,52 @@ class ProgramTable:
     def clear(self) -> None:
         self.ids: dict[Program, int] = {}
         self.programs: list[Program] = []
+        self.by_object: dict[int, int] = {}
+        """``id(program)`` -> the program's id, for the program objects in ``objects``: the
+        runner hands the same object for a request at every step, and an object's id costs no
+        hashing of its steps (a tuple's hash is not cached: ~0.6 us per program)."""
+        self.objects: list[Program] = []
+        """Keeps the objects of ``by_object`` alive, so that no other object takes their id."""
         self.offsets = np.zeros(64, np.int64)
         self.lengths = np.zeros(64, np.int64)
-        self.steps = np.zeros((3, 1024), np.int64)
-        """(3, capacity): layer, slot and by-layer round key of every step of every program,
-        program after program; ``size`` of them in use."""
+        self.marks = np.zeros(64, np.int64)
+        """Scratch of :func:`plan_passes.gather_batch`, one per program, zero between calls."""
+        self.steps = np.zeros((3, 1024), np.int32)
+        """(3, capacity) int32 (a gather of half the bytes): layer, slot and by-layer round key
+        of every step of every program, program after program; ``size`` of them in use."""
         self.size = 0
 
     def lookup(self, programs: Sequence[Program]) -> np.ndarray:
         """(R,) int64 id of each program, registering the ones not seen yet."""
-        if len(self.ids) + len(programs) > self.capacity:
+        if max(len(self.ids), len(self.objects)) + len(programs) > self.capacity:
             self.clear()
         ids = np.fromiter(
-            map(self.ids.get, programs, itertools.repeat(-1)), np.int64, len(programs)
+            map(self.by_object.get, map(id, programs), itertools.repeat(-1)),
+            np.int64,
+            len(programs),
         )
         missing = np.flatnonzero(ids < 0).tolist()
         if missing:
-            self.register(list(dict.fromkeys(programs[i] for i in missing)))
-            ids[missing] = [self.ids[programs[i]] for i in missing]
+            objects = {id(programs[i]): programs[i] for i in missing}
+            new = list(dict.fromkeys(p for p in objects.values() if p not in self.ids))
+            if new:
+                self.register(new)
+            self.by_object.update((key, self.ids[p]) for key, p in objects.items())
+            self.objects.extend(objects.values())
+            ids[missing] = [self.by_object[id(programs[i])] for i in missing]
         return ids
 
     def register(self, new: list[Program]) -> None:
-        lengths = np.fromiter(map(len, new), np.int64, len(new))
-        if lengths.max() > self.num_slots:
+        lengths = list(map(len, new))
+        if max(lengths) > self.num_slots:
             raise ProgramError(
-                f"a program of {lengths.max()} steps does not fit {self.num_slots} slots"
+                f"a program of {max(lengths)} steps does not fit {self.num_slots} slots"
             )
-        valid = np.arange(lengths.max()) < lengths[:, None]
-        layers = np.full(valid.shape, -1, np.int64)
-        layer = np.fromiter(itertools.chain.from_iterable(new), np.int64)
-        layers[valid] = layer
+        sizes = np.array(lengths)
+        layer = np.fromiter(itertools.chain.from_iterable(new), np.int64, sum(lengths))
         if len(new) > FEW_PROGRAMS:
-            program, step = np.nonzero(valid)
+            program = np.repeat(np.arange(len(new)), sizes)
+            step = np.arange(len(layer)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
             slot = entry_slots(new, program, step, layer, self.num_layers, self.num_slots)
         else:
             slot = np.fromiter(
@@ -274,37 +301,31 @@ class ProgramTable:
                     step_slots(p, self.num_layers, self.num_slots) for p in new
                 ),
                 np.int64,
+                len(layer),
             )
-        keys = by_layer_keys(layers, valid, self.num_layers, self.num_slots)
-        steps = np.stack([layer, slot, keys])
+        keys = passes.by_layer_keys(layer, sizes, self.num_layers, self.num_slots)
         first, end = len(self.programs), len(self.programs) + len(new)
-        self.offsets, self.lengths = (grown(a, end) for a in (self.offsets, self.lengths))
-        self.steps = grown(self.steps, self.size + steps.shape[1])
-        self.offsets[first:end] = self.size + np.cumsum(lengths) - lengths
-        self.lengths[first:end] = lengths
-        self.steps[..., self.size : self.size + steps.shape[1]] = steps
-        self.size += steps.shape[1]
+        self.offsets, self.lengths, self.marks = (
+            grown(a, end) for a in (self.offsets, self.lengths, self.marks)
+        )
+        self.steps = grown(self.steps, self.size + len(layer))
+        self.offsets[first:end] = self.size + np.cumsum(sizes) - sizes
+        self.lengths[first:end] = sizes
+        for row, values in enumerate((layer, slot, keys)):
+            self.steps[row, self.size : self.size + len(layer)] = values
+        self.size += len(layer)
         self.ids.update(zip(new, range(first, first + len(new)), strict=True))
         self.programs.extend(new)
 
     def tabulate(self, programs: Sequence[Program]) -> Programs:
         """The batch whose row i runs ``programs[i]``, as arrays; its distinct programs in
         order of first appearance, whatever the table saw before."""
-        ids, first, of_row = np.unique(
-            self.lookup(programs), return_index=True, return_inverse=True
+        ids, of_row, sizes, program, step, layer, slot, key = passes.gather_batch(
+            self.lookup(programs), self.offsets, self.lengths, self.steps, self.marks
         )
-        order = np.argsort(first)
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        ids, of_row = ids[order], rank[of_row.reshape(-1)]
-        lengths = self.lengths[ids]
-        ends = np.cumsum(lengths)
-        program = np.repeat(np.arange(len(ids)), lengths)
-        step = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
-        layer, slot, key = np.take(self.steps, self.offsets[ids][program] + step, axis=1)
-        valid = np.arange(lengths.max()) < lengths[:, None]
-        distinct = [self.programs[i] for i in ids.tolist()]
-        return Programs(valid, of_row, distinct, program, step, layer, slot, key, self.num_slots)
+        return Programs(
+            sizes, of_row, ids, self.programs, program, step, layer, slot, key, self.num_slots
+        )
 
 
 def tabulate(programs: Sequence[Program], num_layers: int, num_slots: int) -> Programs:
@@ -325,7 +346,8 @@ def entry_slots(
     keeps its layer's slot, the r-th re-run takes D + r; a program whose re-runs overflow S
     takes the step-by-step rule."""
     key = program * num_layers + layer
-    by_key = grouped(key)  # stable: a (program, layer)'s steps in order, its first run first
+    # stable: a (program, layer)'s steps in order, its first run first
+    by_key, _ = passes.counting_order(key, len(programs) * num_layers)
     rerun = np.zeros(len(key), bool)
     rerun[by_key[1:]] = key[by_key[1:]] == key[by_key[:-1]]
     before = np.cumsum(rerun) - rerun
@@ -345,21 +367,6 @@ def entry_slots(
     return slot
 
 
-def by_layer_keys(
-    layers: np.ndarray, valid: np.ndarray, num_layers: int, num_slots: int
-) -> np.ndarray:
-    """(n,) by-layer round key of every step of the (P, W) ``layers`` (module docstring):
-    (the highest layer reached, the loops back since, the layer), as one integer."""
-    high = np.maximum.accumulate(layers, axis=1)
-    reached = np.ones_like(valid)
-    reached[:, 1:] = layers[:, 1:] > high[:, :-1]
-    back = np.zeros_like(valid)
-    back[:, 1:] = layers[:, 1:] <= layers[:, :-1]
-    loops = np.cumsum(back, axis=1)
-    since = loops - np.maximum.accumulate(np.where(reached, loops, 0), axis=1)
-    return ((high * (num_slots + 1) + since) * num_layers + layers)[valid]
-
-
 def by_step_rounds(programs: Programs) -> np.ndarray:
     """(n,) round key of every entry in the by-step order: its step."""
     return programs.step
@@ -369,7 +376,7 @@ def by_step_floor(programs: Programs, costs: Costs) -> float:
     """The by-step order's cost without its metadata builds, from one count: its layer runs
     are the distinct (step, layer) pairs, its calls the longest program's steps."""
     pairs = np.bincount(programs.step * programs.num_slots + programs.layer)
-    return np.count_nonzero(pairs) * costs.layer_run + programs.valid.shape[1] * costs.call
+    return np.count_nonzero(pairs) * costs.layer_run + programs.sizes.max() * costs.call
 
 
 def by_layer_rounds(programs: Programs) -> np.ndarray:
@@ -380,7 +387,7 @@ def by_layer_rounds(programs: Programs) -> np.ndarray:
 def merged_rounds(programs: Programs) -> np.ndarray:
     """(n,) round key of every entry in the merged order (module docstring): one pass over
     the programs still running per round."""
-    lengths = programs.valid.sum(axis=1)
+    lengths = programs.sizes
     upcoming = np.cumsum(lengths) - lengths  # each program's next entry
     left = lengths.copy()
     rounds = np.empty(len(programs.layer), np.int64)
@@ -395,26 +402,6 @@ def merged_rounds(programs: Programs) -> np.ndarray:
         upcoming[running[takes]] += 1
         left[running[takes]] -= 1
         running = running[left[running] > 0]
-
-
-def dense_rank(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rank of each key among the distinct keys, the distinct keys ascending)."""
-    size = int(keys.max()) + 1
-    if size > 32 * len(keys) + (1 << 16):  # a sort costs less than a table of every key
-        distinct, rank = np.unique(keys, return_inverse=True)
-        return rank.reshape(-1), distinct
-    present = np.zeros(size, bool)
-    present[keys] = True
-    distinct = np.flatnonzero(present)
-    rank = np.empty(size, np.int64)
-    rank[distinct] = np.arange(len(distinct))
-    return rank[keys], distinct
-
-
-def grouped(ids: np.ndarray) -> np.ndarray:
-    """Stable order of ``ids`` (non-negative ints): a counting sort where they fit 16 bits."""
-    kind = np.uint16 if len(ids) and ids.max() <= np.iinfo(np.uint16).max else np.int64
-    return np.argsort(ids.astype(kind), kind="stable")
 
 
 def grown(array: np.ndarray, size: int) -> np.ndarray:
@@ -462,32 +449,19 @@ def layout(
     """The order whose rounds are ``round_key`` ranked; None if its layer runs and calls alone
     cost more than ``bound``.  ``layer_per_round``: the key gives each round one layer (the
     by-layer and merged orders), so its groups are its rounds and need no ranking of their own."""
-    round_of, rounds = dense_rank(round_key)
-    if layer_per_round:
-        group_of, group_round = round_of, np.arange(len(rounds))
-        group_layer = np.empty(len(rounds), np.int64)
-        group_layer[round_of] = programs.layer
-    else:
-        group_of, groups = dense_rank(round_of * programs.num_slots + programs.layer)
-        group_round, group_layer = np.divmod(groups, programs.num_slots)
-    if len(group_round) * costs.layer_run + len(rounds) * costs.call > bound:
-        return None
-    by_group = grouped(group_of)
-    size = np.bincount(round_of, minlength=len(rounds))
-    first = np.cumsum(size) - size
-    slots = programs.slot[by_group]
-    one_slot = np.minimum.reduceat(slots, first) == np.maximum.reduceat(slots, first)
-    everyone = one_slot & (size == len(programs.distinct))
-    return Layout(
-        round_of,
-        group_of,
-        group_round,
-        group_layer,
-        by_group,
-        slots[first],
-        everyone,
-        int(len(everyone) - everyone.sum()),
+    columns = passes.rank_rounds(
+        round_key,
+        programs.layer,
+        programs.slot,
+        programs.num_slots,
+        len(programs.ids),
+        layer_per_round,
     )
+    everyone = columns[-1]
+    order = Layout(*columns, int(len(everyone) - everyone.sum()))
+    if len(order.group_round) * costs.layer_run + len(everyone) * costs.call > bound:
+        return None
+    return order
 
 
 def prefix_sources(
@@ -535,8 +509,8 @@ def build_plan(
         table = ProgramTable(num_layers, num_slots)
     batch = table.tabulate(programs)
     sources = prefix_sources(programs, histories) if histories is not None else {}
-    if len(batch.distinct) == 1 and not sources:
-        return uniform_plan(batch.distinct[0], batch.slot.tolist())
+    if len(batch.ids) == 1 and not sources:
+        return uniform_plan(batch.seen[batch.ids[0]], batch.slot.tolist())
     chosen = layout(batch, by_layer_rounds(batch), costs, layer_per_round=True)
     if by_step_floor(batch, costs) <= chosen.cost(costs):
         by_step = layout(batch, by_step_rounds(batch), costs, chosen.cost(costs))
@@ -553,7 +527,7 @@ def build_plan(
 
 class Expansion(NamedTuple):
     """Entries expanded to batch rows (every row of the entry's program) and tokens (every
-    token of each row), entry after entry."""
+    token of each row), entry after entry (:func:`plan_passes.expand`)."""
 
     rows: np.ndarray
     tokens: np.ndarray
@@ -561,31 +535,6 @@ class Expansion(NamedTuple):
     """(entries + 1,) where each entry's rows begin in ``rows``."""
     token_start: np.ndarray
     """(rows + 1,) where each row's tokens begin in ``tokens``."""
-
-
-def expand(table: Programs, entries: np.ndarray, query_start_loc: np.ndarray) -> Expansion:
-    members = table.program[entries]
-    num_programs, num_rows = len(table.distinct), len(table.of_row)
-    if num_programs == num_rows:  # every request its own program
-        row_of = np.empty(num_rows, np.int64)
-        row_of[table.of_row] = np.arange(num_rows)
-        rows, row_start = row_of[members], np.arange(len(members) + 1)
-    else:
-        row_order = grouped(table.of_row)
-        rows_per_program = np.bincount(table.of_row, minlength=num_programs)
-        first_row = np.cumsum(rows_per_program) - rows_per_program
-        counts = rows_per_program[members]
-        ends = np.cumsum(counts)
-        rows = row_order[
-            np.arange(ends[-1]) + np.repeat(first_row[members] - ends + counts, counts)
-        ]
-        row_start = np.concatenate([[0], ends])
-    if query_start_loc[-1] == num_rows:  # one token per row: decode
-        return Expansion(rows, query_start_loc[rows], row_start, np.arange(len(rows) + 1))
-    sizes = np.diff(query_start_loc)[rows]
-    ends = np.cumsum(sizes)
-    tokens = np.arange(ends[-1]) + np.repeat(query_start_loc[rows] - ends + sizes, sizes)
-    return Expansion(rows, tokens, row_start, np.concatenate([[0], ends]))
 
 
 class Chunks:
@@ -618,51 +567,46 @@ def materialize(
     num_rounds, num_groups = len(order.everyone), len(order.group_round)
     uniform = order.everyone & (np.bincount(order.group_round, minlength=num_rounds) == 1)
     copied = group_copies(table, order, sources) if sources else {}
-    uniform[order.group_round[list(copied)]] = False
-    entries = order.by_group[~uniform[order.round_of[order.by_group]]]
-    spread = expand(table, entries, query_start_loc)
+    if copied:
+        uniform[order.group_round[list(copied)]] = False
+    entry_round, entry_group, entry_program, entry_slot = passes.round_entries(
+        order.by_group, order.round_of, order.group_of, table.program, table.slot, uniform
+    )
+    spread = Expansion(*passes.expand(entry_program, table.of_row, len(table.ids), query_start_loc))
     chunks = Chunks()
-    tokens, rows = chunks.add(spread.tokens), chunks.add(spread.rows)
+    if query_start_loc[-1] == len(table.of_row):  # one token per row: row i's is token i
+        tokens = rows = chunks.add(spread.rows)
+    else:
+        tokens, rows = chunks.add(spread.tokens), chunks.add(spread.rows)
     token_at = spread.token_start[spread.row_start]  # where each expanded entry's tokens begin
 
     layers = order.group_layer.tolist()
-    group_size = np.bincount(order.group_of[entries], minlength=num_groups)
-    group_end = np.cumsum(group_size)
     sliced = ~uniform[order.group_round]
-    bounds = token_at[np.stack([group_end - group_size, group_end])[:, sliced]]
-    group_list = records(Group, layers, slices(sliced, *bounds), [None] * num_groups)
+    bounds = passes.spans(entry_group, num_groups, token_at) + tokens.start
+    group_list = records(Group, layers, slices(sliced, bounds), itertools.repeat(None))
     for g in copied:
-        a, b = (group_end[g] - group_size[g], group_end[g])
-        group_rows = spread.rows[spread.row_start[a] : spread.row_start[b]]
+        at = np.flatnonzero(entry_group == g)
+        group_rows = spread.rows[spread.row_start[at[0]] : spread.row_start[at[-1] + 1]]
         group_list[g] = copy_group(layers[g], group_rows, copied[g], query_start_loc, chunks.add)
 
-    partial = np.flatnonzero(~order.everyone)
+    partial = ~order.everyone
     region = None
-    bounds = [np.zeros(0, np.int64)] * 6
-    if len(partial):
-        round_size = np.bincount(order.round_of[entries], minlength=num_rounds)
-        round_end = np.cumsum(round_size)
-        call_rows = spread.row_start[np.stack([round_end - round_size, round_end])[:, partial]]
-        call_tokens = spread.token_start[call_rows]
-        counts = call_rows[1] - call_rows[0] + 1
-        ends = np.cumsum(counts)
-        within = np.arange(ends[-1]) - np.repeat(ends - counts, counts)
-        starts = chunks.add(
-            spread.token_start[np.repeat(call_rows[0], counts) + within]
-            - np.repeat(call_tokens[0], counts)
+    call_tokens = [None] * num_rounds
+    if partial.any():
+        call_rows = passes.spans(entry_round, num_rounds, spread.row_start)
+        within, starts_at = passes.call_starts(call_rows, partial, spread.token_start)
+        starts = chunks.add(within)
+        region = call_region(
+            table, spread, entry_slot, (tokens, rows, starts), call_rows, starts_at, partial, chunks
         )
-        region = call_region(table, spread, entries, tokens, rows, starts, chunks)
-        bounds = [
-            *(call_tokens + tokens.start),
-            *(call_rows + rows.start),
-            ends - counts + starts.start,
-            ends + starts.start,
-        ]
-    call_list = records(
-        Call,
-        order.call_slot.tolist(),
-        *(slices(~order.everyone, bounds[i], bounds[i + 1]) for i in (0, 2, 4)),
-    )
+        if (
+            num_groups == num_rounds and not copied
+        ):  # a round's one group computes its call's tokens
+            call_tokens = [group.tokens for group in group_list]
+        else:
+            bounds = spread.token_start[call_rows] + tokens.start
+            call_tokens = slices(partial, bounds)
+    call_list = records(Call, order.call_slot.tolist(), call_tokens)
 
     if num_groups == num_rounds:  # a group per round (the by-layer order)
         round_groups = zip(group_list)
@@ -680,44 +624,36 @@ def materialize(
 def call_region(
     table: Programs,
     spread: Expansion,
-    entries: np.ndarray,
-    tokens: slice,
-    rows: slice,
-    starts: slice,
+    entry_slot: np.ndarray,
+    places: tuple[slice, slice, slice],
+    call_rows: np.ndarray,
+    call_starts: np.ndarray,
+    partial: np.ndarray,
     chunks: Chunks,
 ) -> CallRegion:
-    """The calls' region over the expanded ``entries``: the slot of every row and token, and
-    the rows and tokens slot after slot (:class:`CallRegion`)."""
-    row_slots = table.slot[entries]
-    if len(spread.rows) != len(entries):  # some programs run on several rows
-        row_slots = np.repeat(row_slots, np.diff(spread.row_start))
-    row_order = grouped(row_slots)
-    row_count = np.bincount(row_slots, minlength=table.num_slots)
-    row_place = (chunks.add(row_slots), chunks.add(row_order), chunks.add(spread.rows[row_order]))
-    if len(spread.tokens) == len(spread.rows):  # one token per row: tokens follow the rows
-        token_slots, token_order, token_count = row_slots, row_order, row_count
+    """The calls' region over the expanded entries (``entry_slot``: each one's slot): the slot
+    of every row and token, and the rows and tokens slot after slot (:class:`CallRegion`).
+    ``places``: where the expanded tokens, rows and the calls' offsets lie; ``call_rows`` and
+    ``call_starts``: (2, rounds) each round's, read for the ``partial`` rounds."""
+    row_slots = passes.per_row(entry_slot, spread.row_start)
+    row_order, rows_by_slot, row_run = passes.by_slot(row_slots, spread.rows, table.num_slots)
+    row_place = tuple(map(chunks.add, (row_slots, row_order, rows_by_slot)))
+    if places[0] == places[1]:  # one token per row, row i's token i: tokens are the rows
+        token_run, token_place = row_run, row_place
+    elif len(spread.tokens) == len(spread.rows):  # one token per row: tokens follow the rows
+        token_run = row_run
         token_place = (row_place[0], row_place[1], chunks.add(spread.tokens[row_order]))
     else:
         token_slots = np.repeat(row_slots, np.diff(spread.token_start))
-        token_order = grouped(token_slots)
-        token_count = np.bincount(token_slots, minlength=table.num_slots)
-        token_place = tuple(map(chunks.add, (token_slots, token_order, spread.tokens[token_order])))
-    present = np.flatnonzero(row_count)
-    row_end, token_end = np.cumsum(row_count)[present], np.cumsum(token_count)[present]
-    runs = np.stack(
-        [
-            present,
-            row_end - row_count[present],
-            row_end,
-            token_end - token_count[present],
-            token_end,
-        ],
-        1,
-    )
+        token_order, tokens_by_slot, token_run = passes.by_slot(
+            token_slots, spread.tokens, table.num_slots
+        )
+        token_place = tuple(map(chunks.add, (token_slots, token_order, tokens_by_slot)))
+    runs = passes.slot_runs(row_run, token_run)
     return CallRegion(
-        tokens,
-        rows,
-        starts,
+        *places,
+        np.ascontiguousarray(call_rows[:, partial].T),
+        np.ascontiguousarray(call_starts[:, partial].T),
         row_place[0],
         token_place[0],
         row_place[1],
@@ -731,14 +667,12 @@ def call_region(
 def records(kind: type[tuple], *columns: Iterable) -> list:
     """NamedTuples ``kind`` from columns of all their fields: ``tuple.__new__`` mapped over them
     skips the Python-level constructor of each (a plan makes hundreds)."""
-    return list(map(tuple.__new__, itertools.repeat(kind), zip(*columns, strict=True)))
+    return list(map(tuple.__new__, itertools.repeat(kind), zip(*columns)))
 
 
-def slices(present: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
-    """A list as long as the bool array ``present``: at its j-th True, ``slice(starts[j],
-    stops[j])``; None where it is False (few places: the rounds over the whole batch)."""
-    bounds = np.zeros((2, len(present)), np.int64)
-    bounds[:, present] = starts, stops
+def slices(present: np.ndarray, bounds: np.ndarray) -> list:
+    """A list as long as the bool array ``present``: ``slice(*bounds[:, j])`` where it is True,
+    None where it is False (few places: the rounds over the whole batch)."""
     parts = list(map(slice, *bounds.tolist()))
     for i in np.flatnonzero(~present).tolist():
         parts[i] = None
@@ -749,8 +683,7 @@ def group_copies(
     table: Programs, order: Layout, sources: dict[int, list[int]]
 ) -> dict[int, dict[int, int]]:
     """Per group, its rows that copy the step from another row: {target row: source row}."""
-    lengths = table.valid.sum(axis=1)
-    first_entry = np.cumsum(lengths) - lengths
+    first_entry = np.cumsum(table.sizes) - table.sizes
     copied: dict[int, dict[int, int]] = defaultdict(dict)
     for row, row_sources in sources.items():
         entry = int(first_entry[table.of_row[row]])

@@ -225,7 +225,7 @@ def call_inputs(runner, plan: Plan, groups: dict[int, int]) -> CallInputs:
     device_rows, device_tokens = index[rows], index[tokens]
     query_start_loc = index[starts].to(torch.int32)
     query_start_loc_cpu = torch.from_numpy(plan.host_index[starts].astype(np.int32))
-    spans = np.array([(call.rows.start, call.rows.stop) for call in calls]) - rows.start
+    spans = region.call_rows
     query_lens = np.diff(whole.query_start_loc_cpu.numpy())[plan.host_index[rows]]
     max_query_lens = span_max(query_lens, spans).tolist()
     num_rows, num_tokens = len(device_rows), len(device_tokens)
@@ -236,10 +236,11 @@ def call_inputs(runner, plan: Plan, groups: dict[int, int]) -> CallInputs:
     block_table = whole.block_table_tensor.new_empty(num_rows, whole.block_table_tensor.shape[1])
     slot_mapping = whole.slot_mapping.new_empty(num_tokens)
     metadata = []
-    for call, max_query_len in zip(calls, max_query_lens, strict=True):
+    for call, (r0, r1), (q0, q1), max_query_len in zip(
+        calls, spans.tolist(), region.call_starts.tolist(), max_query_lens, strict=True
+    ):
         t = slice(call.tokens.start - tokens.start, call.tokens.stop - tokens.start)
-        r = slice(call.rows.start - rows.start, call.rows.stop - rows.start)
-        q = slice(call.starts.start - starts.start, call.starts.stop - starts.start)
+        r, q = slice(r0, r1), slice(q0, q1)
         metadata.append(
             CommonAttentionMetadata(
                 query_start_loc=query_start_loc[q],
