@@ -2,8 +2,10 @@
 
 Each pass is one loop over the (program, step) entries, their rows or their tokens, where the
 array form took a dozen numpy calls of a few microseconds each and as many sweeps of the
-entries (:mod:`vllm_polar.runtime.plan` says what the arrays mean).  All arrays are int64 but
-the masks; every function returns new arrays.  Compiled on first use and cached on disk.
+entries (:mod:`vllm_polar.runtime.plan` says what the arrays mean).  Arrays are int64 but the
+masks and the program table's steps (int32); every function returns new arrays (``marks``
+aside: scratch, left as it came).  Compiled when this module is imported (:func:`warm_up`) and
+cached on disk, so that the engine's first plans do not wait on the compiler.
 """
 
 from __future__ import annotations
