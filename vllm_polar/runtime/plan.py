@@ -238,8 +238,8 @@ FEW_PROGRAMS = 8
 class ProgramTable:
     """The programs an engine has seen, each tabulated once: its steps' layers, slots and
     by-layer round keys, laid end to end in flat arrays.  Tabulating a batch is then a
-    dictionary lookup per row and array gathers; a new program costs its own steps once.
-    Holds at most ``capacity`` programs, then starts over."""
+    dictionary lookup per row and one compiled gather; a new program costs its own steps once.
+    Holds at most ``capacity`` programs and as many program objects, then starts over."""
 
     def __init__(self, num_layers: int, num_slots: int, capacity: int = 1 << 16) -> None:
         self.num_layers, self.num_slots, self.capacity = num_layers, num_slots, capacity
