@@ -599,9 +599,8 @@ def materialize(
         region = call_region(
             table, spread, entry_slot, (tokens, rows, starts), call_rows, starts_at, partial, chunks
         )
-        if (
-            num_groups == num_rounds and not copied
-        ):  # a round's one group computes its call's tokens
+        # A round of one group (and no copies) has that group compute its call's tokens.
+        if num_groups == num_rounds and not copied:
             call_tokens = [group.tokens for group in group_list]
         else:
             bounds = spread.token_start[call_rows] + tokens.start
