@@ -84,33 +84,8 @@ def by_layer_keys(layer, sizes, num_layers, num_slots):
 
 @compiled
 def dense_rank(keys):
-    """(rank of each key among the distinct keys, the distinct keys ascending), keys >= 0:
-    through a table of every key where the range is small, else a sort."""
-    size = keys.max() + 1 if len(keys) else 1
-    if size > 32 * len(keys) + (1 << 16):
-        order = np.argsort(keys, kind="mergesort")
-        rank = np.empty(len(keys), np.int64)
-        distinct = np.empty(len(keys), np.int64)
-        count = 0
-        for j in range(len(order)):
-            if j == 0 or keys[order[j]] != keys[order[j - 1]]:
-                distinct[count] = keys[order[j]]
-                count += 1
-            rank[order[j]] = count - 1
-        return rank, distinct[:count]
-    table = np.zeros(size, np.int64)
-    for key in keys:
-        table[key] = 1
-    count = 0
-    for key in range(size):
-        if table[key]:
-            count += 1
-            table[key] = count
-    distinct = np.empty(count, np.int64)
-    rank = np.empty(len(keys), np.int64)
-    for i in range(len(keys)):
-        rank[i] = table[keys[i]] - 1
-        distinct[rank[i]] = keys[i]
+    """(rank of each key among the distinct keys, the distinct keys ascending), keys >= 0."""
+    rank, distinct, _, _ = ranked_order(keys)
     return rank, distinct
 
 
@@ -133,14 +108,23 @@ def counting_order(ids, num_ids):
 
 @compiled
 def ranked_order(keys):
-    """:func:`dense_rank` of ``keys`` (rank, distinct), with the keys' stable order by rank
-    and where each rank's run begins in it (distinct + 1): one counting sort where the key
-    range is small."""
+    """The dense rank of each key (>= 0) among the distinct keys, the distinct keys ascending,
+    the keys' stable order by rank, and where each rank's run begins in it (distinct + 1): one
+    counting sort through a table of every key where the key range is small, else a sort."""
     size = keys.max() + 1 if len(keys) else 1
     if size > 32 * len(keys) + (1 << 16):
-        rank, distinct = dense_rank(keys)
-        order, start = counting_order(rank, len(distinct))
-        return rank, distinct, order, start
+        order = np.argsort(keys, kind="mergesort")
+        rank = np.empty(len(keys), np.int64)
+        distinct = np.empty(len(keys), np.int64)
+        start = np.empty(len(keys) + 1, np.int64)
+        count = 0
+        for j in range(len(order)):
+            if j == 0 or keys[order[j]] != keys[order[j - 1]]:
+                distinct[count], start[count] = keys[order[j]], j
+                count += 1
+            rank[order[j]] = count - 1
+        start[count] = len(keys)
+        return rank, distinct[:count], order, start[: count + 1]
     count = np.zeros(size, np.int64)
     for key in keys:
         count[key] += 1
