@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -176,16 +177,25 @@ def recheck_path(out: Path) -> Path:
 
 
 def recheck(
-    llm, examples: Sequence[Example], rows: Sequence[dict[str, Any]], sample: int, seed: int
+    llm,
+    examples: Sequence[Example],
+    rows: Sequence[dict[str, Any]],
+    sample: int,
+    seed: int,
+    run: dict[str, Any],
 ) -> dict[str, Any]:
     """Re-evaluate ``sample`` stored (question, program) pairs, drawn at random from ``rows``,
-    in one fresh batch, and count how many completions, answers and rewards agree."""
+    in one fresh batch, and count how many completions, answers and rewards agree.
+
+    ``run`` (commit and engine of this re-evaluation) is recorded beside how many of the drawn
+    pairs each code version wrote."""
     from polar.search.engine import EngineEvaluator
 
-    stored = {}
+    stored, written_at = {}, {}
     for row in rows:
         for program, evaluation in zip(evaluated_programs(row), row["evaluations"]):
             stored[(row["id"], program)] = evaluation
+            written_at[(row["id"], program)] = row.get("run", {}).get("commit", "unknown")
     keys = sorted(stored, key=lambda pair: (pair[0], pair[1]))
     pairs = random.Random(f"{seed}/recheck").sample(keys, min(sample, len(keys)))
     llm.reset_prefix_cache()
@@ -202,7 +212,8 @@ def recheck(
         "same_completion": sum(a["completion"] == b["completion"] for a, b in again),
         "same_answer": sum(a["answer"] == b["answer"] for a, b in again),
         "same_reward": sum(a["strict"] == b["strict"] for a, b in again),
-        "commits": sorted({row.get("run", {}).get("commit", "unknown") for row in rows}),
+        "pairs_by_commit": dict(sorted(Counter(written_at[pair] for pair in pairs).items())),
+        "run": run,
         "differing": differing[:20],
     }
 
@@ -291,7 +302,12 @@ def search(
             run_controls(examples, evaluator, budget, rows, out, temperatures, run)
         if recheck_pairs > 0:
             agreement = recheck(
-                llm, examples, [r for rs in rows.values() for r in rs], recheck_pairs, budget.seed
+                llm,
+                examples,
+                [r for rs in rows.values() for r in rs],
+                recheck_pairs,
+                budget.seed,
+                run,
             )
             recheck_path(out).write_text(json.dumps(agreement, indent=1) + "\n")
     finally:

@@ -81,7 +81,9 @@ def markdown(stats: dict[str, Any]) -> str:
         r = stats["recheck"]
         lines += [
             "",
-            f"Recheck of {r['pairs']} stored pairs: same completion {r['same_completion']}, "
-            f"same answer {r['same_answer']}, same reward {r['same_reward']}.",
+            f"Recheck of {r['pairs']} stored pairs at {r['run']['commit'][:7]} (written at "
+            f"{len(r['pairs_by_commit'])} code versions): same completion "
+            f"{r['same_completion']}, same answer {r['same_answer']}, "
+            f"same reward {r['same_reward']}.",
         ]
     return "\n".join(lines) + "\n"

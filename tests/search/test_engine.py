@@ -14,7 +14,7 @@ from polar.prompts import MAX_NEW_TOKENS, direct_answer_prompt
 from polar.search.engine import EngineEvaluator
 from polar.search.mcts import MCTSConfig
 from polar.search.records import read_rows
-from polar.search.run import SearchSettings, search_questions
+from polar.search.run import SearchSettings, recheck, search_questions
 from polar.stopping import STOP_AFTER_BOXED
 from polar.tasks import Example
 from vllm_polar.program import FIELD, format_program, identity
@@ -75,3 +75,29 @@ def test_base_samples_are_identity_completions_at_the_temperature(smollm2):
     greedy = run_alone(llm, EXAMPLES[0], identity(depth))
     cold = evaluator.sample({"easy/0": 2}, temperature=1e-4)["easy/0"]
     assert [s["completion"] for s in cold] == [greedy, greedy]
+
+
+def test_recheck_reruns_stored_pairs_and_reports_a_changed_completion(smollm2, tmp_path):
+    llm, depth, slots = smollm2
+    settings = SearchSettings(
+        depth=depth, min_steps=depth // 2, max_steps=slots, mcts=MCTSConfig(4, wave=4)
+    )
+    out = tmp_path / "supervision.jsonl"
+    run = {"commit": "written"}
+    evaluator = EngineEvaluator(llm, EXAMPLES)
+    search_questions(EXAMPLES, evaluator, settings, out, show_progress=False, run=run)
+    rows = read_rows(out)
+    pairs = sum(len(r["evaluations"]) for r in rows)
+    this_run = {"commit": "now"}
+    agreement = recheck(llm, EXAMPLES, rows, pairs, seed=0, run=this_run)
+    assert agreement["pairs"] == pairs
+    assert agreement["same_completion"] == agreement["same_reward"] == pairs
+    assert agreement["pairs_by_commit"] == {"written": pairs}
+    assert agreement["run"] == this_run and agreement["differing"] == []
+
+    stored = rows[0]["evaluations"][0]
+    stored["completion"] += " (edited)"
+    stored["strict"] = not stored["strict"]
+    agreement = recheck(llm, EXAMPLES, rows, pairs, seed=0, run=this_run)
+    assert agreement["same_completion"] == agreement["same_reward"] == pairs - 1
+    assert [d["id"] for d in agreement["differing"]] == [rows[0]["id"]]
