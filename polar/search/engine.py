@@ -23,7 +23,11 @@ from polar.stopping import STOP_AFTER_BOXED, BoxedAnswerStop
 from polar.tasks import Example
 from vllm_polar.program import FIELD, Program, identity
 
-ENGINE_OPTIONS = {"max_num_seqs": 128, "max_num_batched_tokens": 4096, "block_size": 32, "seed": 0}
+ENGINE_OPTIONS = {"max_num_seqs": 256, "max_num_batched_tokens": 4096, "block_size": 32, "seed": 0}
+"""A search round sends up to 256 pairs (64 questions in flight × waves of 4, or 30 × 8 in
+``benchmarks/search.py``), each with its own program: all of them decode in one batch, so a
+layer run that few programs need at that point is shared by as many tokens as the round has
+(128 sequences: 0.89× the simulations/s on the benchmark, § Search of benchmarks/README)."""
 
 
 def model_depth(model_path: str) -> int:
