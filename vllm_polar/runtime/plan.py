@@ -30,7 +30,7 @@ number per (program, step):
   the one layer that the programs' next steps wait on most (each weighted by the fourth power
   of the steps it has left, so that the programs furthest from their end lead), and every
   program whose next step runs it takes that step.  Where many programs loop in different
-  places this needs fewer rounds than by layer (a quarter to two fifths fewer for 128-1,024
+  places this needs fewer rounds than by layer (a fifth to two fifths fewer for 64-1,024
   searched programs), but it costs a numpy pass per round to plan (~1 ms for 64-256
   programs), so it is tried only where a layer run costs more than that (CPUs).
 
