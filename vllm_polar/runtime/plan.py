@@ -82,8 +82,8 @@ takes about that long for a batch of 64-256 programs: one layer run saved then p
 
 MERGE_WEIGHT_POWER = 4
 """The merged order weighs a program that waits on a layer by its steps left to this power.
-On batches of 128-1,024 programs of the search (Qwen2.5-Coder-0.5B, Skip&Loop) the first
-power needs 10-15 % more rounds; powers 4-8 are within a few rounds of each other."""
+On the plan benchmark's searched programs (64-1,024 of them) the first power needs 12-24 %
+more rounds (benchmarks/README.md, § Plan host cost)."""
 
 
 class Group(NamedTuple):
