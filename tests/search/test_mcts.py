@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from polar.search.mcts import MCTSConfig, QuestionSearch
 from polar.search.run import SearchSettings, output_paths, search_questions
 from polar.search.space import SearchSpace
 from tests.search.synthetic import DEPTH, PlantedReward, examples, planted
-from vllm_polar.program import identity
+from vllm_polar.program import format_program, identity, parse_program
 
 ROOT = identity(DEPTH)
 SPACE = SearchSpace(min_steps=DEPTH // 2, max_steps=15)
@@ -162,3 +163,38 @@ def test_run_jobs_reports_every_job_once():
     )
     assert sorted(done) == [f"synthetic/{i}" for i in range(5)]
     assert progress.simulations == 50 and progress.jobs_done == 5
+
+
+STORED = Path(__file__).parents[2] / "results" / "search"
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        "qwen2.5-coder-0.5b-arith-100/supervision.jsonl",
+        "qwen2.5-coder-0.5b-arith/supervision.jsonl",
+        "qwen2.5-coder-0.5b-arith/supervision.skip.jsonl",
+        "qwen2.5-coder-0.5b-arith/supervision.loop.jsonl",
+    ],
+)
+def test_the_committed_searches_replay_exactly_from_their_stored_rewards(rows):
+    """Searching again with each stored program's reward reaches the same programs at the
+    same simulations and depths as the committed run (the first 12 questions of each file)."""
+    for line in (STORED / rows).read_text().splitlines()[:12]:
+        row = json.loads(line)
+        record = dict(row["settings"])
+        space, mcts = record.pop("space"), MCTSConfig(**record.pop("mcts"))
+        settings = SearchSettings(**record, mcts=mcts)
+        stored = {parse_program(e["program"]): e for e in row["evaluations"]}
+        search = QuestionSearch(
+            settings.space(space),
+            mcts,
+            identity(settings.depth),
+            f"{settings.seed}/{space}/{row['id']}",
+        )
+        while not search.done:
+            programs = search.select_wave()
+            search.complete_wave([float(stored[p]["strict"]) for p in programs])
+        replayed = [(format_program(e.program), e.simulation, e.depth) for e in search.evaluations]
+        expected = [(e["program"], e["simulation"], e["depth"]) for e in row["evaluations"]]
+        assert replayed == expected, row["id"]
