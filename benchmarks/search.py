@@ -91,6 +91,26 @@ def uniform_reference(llm, examples, depth: int, sequential: int) -> dict:
     }
 
 
+def search_setup(model: str, simulations: int, wave: int):
+    """The model's folder, its depth D and slot count S, and the search settings every arm
+    runs (step budget [D // 2, S])."""
+    from polar.models import resolve
+    from polar.search.engine import default_slots, model_depth
+    from polar.search.mcts import MCTSConfig
+    from polar.search.run import SearchSettings
+
+    path = resolve(model)
+    depth = model_depth(path)
+    slots = default_slots(depth)
+    settings = SearchSettings(
+        depth=depth,
+        min_steps=depth // 2,
+        max_steps=slots,
+        mcts=MCTSConfig(simulations=simulations, wave=wave),
+    )
+    return path, depth, slots, settings
+
+
 def median_run(runs: list[dict]) -> dict:
     """Per numeric field, the median over runs (counts are equal in every run)."""
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
@@ -112,27 +132,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "3")
 
-    from polar.models import resolve
-    from polar.search.engine import (
-        ENGINE_OPTIONS,
-        EngineEvaluator,
-        default_slots,
-        model_depth,
-        start_engine,
-        stop_engine,
-    )
-    from polar.search.mcts import MCTSConfig
-    from polar.search.run import SearchSettings, select_examples
+    from polar.search.engine import ENGINE_OPTIONS, EngineEvaluator, start_engine, stop_engine
+    from polar.search.run import select_examples
 
-    path = resolve(args.model)
-    depth = model_depth(path)
-    slots = default_slots(depth)
-    settings = SearchSettings(
-        depth=depth,
-        min_steps=depth // 2,
-        max_steps=slots,
-        mcts=MCTSConfig(simulations=args.simulations, wave=args.wave),
-    )
+    path, depth, slots, settings = search_setup(args.model, args.simulations, args.wave)
     examples = select_examples(args.task, args.split, per_level=args.per_level)
     few = examples[: args.sequential_questions]
     round_size = len(examples) * args.wave

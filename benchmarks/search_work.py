@@ -30,6 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from search import search_setup  # benchmarks/search.py, beside this script
+
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the worker in this process: plans visible
 
 
@@ -82,28 +84,12 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "3")
     counter = ForwardCounter()
 
-    from polar.models import resolve
-    from polar.search.engine import (
-        EngineEvaluator,
-        default_slots,
-        model_depth,
-        start_engine,
-        stop_engine,
-    )
-    from polar.search.mcts import MCTSConfig
+    from polar.search.engine import EngineEvaluator, start_engine, stop_engine
     from polar.search.records import code_version
-    from polar.search.run import SearchSettings, search_questions, select_examples
+    from polar.search.run import search_questions, select_examples
     from vllm_polar.program import identity
 
-    path = resolve(args.model)
-    depth = model_depth(path)
-    slots = default_slots(depth)
-    settings = SearchSettings(
-        depth=depth,
-        min_steps=depth // 2,
-        max_steps=slots,
-        mcts=MCTSConfig(simulations=args.simulations, wave=args.wave),
-    )
+    path, depth, slots, settings = search_setup(args.model, args.simulations, args.wave)
     examples = select_examples(args.task, "train", per_level=args.per_level)
     round_size = len(examples) * args.wave
     levels = len({e.metadata.get("level") for e in examples})
