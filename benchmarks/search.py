@@ -111,6 +111,17 @@ def search_setup(model: str, simulations: int, wave: int):
     return path, depth, slots, settings
 
 
+def reference_questions(task: str, split: str, examples: list, wave: int) -> list:
+    """As many distinct questions as a search round of ``examples`` holds (questions × wave),
+    spread over the levels like ``examples``: the uniform reference's questions."""
+    from polar.search.run import select_examples
+
+    round_size = len(examples) * wave
+    levels = len({e.metadata.get("level") for e in examples})
+    per_level = math.ceil(round_size / levels)
+    return select_examples(task, split, per_level=per_level)[:round_size]
+
+
 def median_run(runs: list[dict]) -> dict:
     """Per numeric field, the median over runs (counts are equal in every run)."""
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
@@ -138,11 +149,7 @@ def main() -> None:
     path, depth, slots, settings = search_setup(args.model, args.simulations, args.wave)
     examples = select_examples(args.task, args.split, per_level=args.per_level)
     few = examples[: args.sequential_questions]
-    round_size = len(examples) * args.wave
-    levels = len({e.metadata.get("level") for e in examples})
-    reference_examples = select_examples(
-        args.task, args.split, per_level=math.ceil(round_size / levels)
-    )[:round_size]
+    reference_examples = reference_questions(args.task, args.split, examples, args.wave)
     arms = {  # name: (questions, questions in flight, stop after the box)
         "batched": (examples, 256, True),
         "batched_without_stop": (examples, 256, False),

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from search import search_setup  # benchmarks/search.py, beside this script
+from search import reference_questions, search_setup  # benchmarks/search.py, beside
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the worker in this process: plans visible
 
@@ -91,10 +91,8 @@ def main() -> None:
 
     path, depth, slots, settings = search_setup(args.model, args.simulations, args.wave)
     examples = select_examples(args.task, "train", per_level=args.per_level)
-    round_size = len(examples) * args.wave
-    levels = len({e.metadata.get("level") for e in examples})
-    reference = select_examples(args.task, "train", per_level=-(-round_size // levels))
-    reference = reference[:round_size]
+    reference = reference_questions(args.task, "train", examples, args.wave)
+    round_size = len(reference)
     llm = start_engine(path, slots)
     try:
         evaluator = EngineEvaluator(llm, examples)

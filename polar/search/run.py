@@ -92,15 +92,8 @@ def search_questions(
             done.add((row["id"], row["space"]))
             remember(results, row)
     by_id = {e.id: e for e in examples}
-    root = identity(settings.depth)
     jobs = [
-        Job(
-            space=space,
-            question_id=e.id,
-            search=QuestionSearch(
-                settings.space(space), settings.mcts, root, f"{settings.seed}/{space}/{e.id}"
-            ),
-        )
+        Job(space=space, question_id=e.id, search=question_search(settings, space, e.id))
         for e in examples
         for space in spaces
         if (e.id, space) not in done
@@ -138,6 +131,17 @@ def search_questions(
     progress = run_jobs(jobs, evaluator, finish, max_active=max_active, cache=cache, on_round=show)
     bar.close()
     return progress
+
+
+def question_search(settings: SearchSettings, space: str, question_id: str) -> QuestionSearch:
+    """The MCTS of one question in one space, rooted at the identity and seeded by the run's
+    seed, the space and the question (so its tree never depends on the other questions)."""
+    return QuestionSearch(
+        settings.space(space),
+        settings.mcts,
+        identity(settings.depth),
+        f"{settings.seed}/{space}/{question_id}",
+    )
 
 
 def remember(results: Results, row: dict[str, Any]) -> None:

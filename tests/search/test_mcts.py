@@ -9,10 +9,11 @@ import pytest
 
 from polar.search.batch import Job, run_jobs
 from polar.search.mcts import MCTSConfig, QuestionSearch
-from polar.search.run import SearchSettings, output_paths, search_questions
+from polar.search.records import evaluated_programs
+from polar.search.run import SearchSettings, output_paths, question_search, search_questions
 from polar.search.space import SearchSpace
 from tests.search.synthetic import DEPTH, PlantedReward, examples, planted
-from vllm_polar.program import format_program, identity, parse_program
+from vllm_polar.program import format_program, identity
 
 ROOT = identity(DEPTH)
 SPACE = SearchSpace(min_steps=DEPTH // 2, max_steps=15)
@@ -184,14 +185,8 @@ def test_the_committed_searches_replay_exactly_from_their_stored_rewards(rows):
         row = json.loads(line)
         record = dict(row["settings"])
         space, mcts = record.pop("space"), MCTSConfig(**record.pop("mcts"))
-        settings = SearchSettings(**record, mcts=mcts)
-        stored = {parse_program(e["program"]): e for e in row["evaluations"]}
-        search = QuestionSearch(
-            settings.space(space),
-            mcts,
-            identity(settings.depth),
-            f"{settings.seed}/{space}/{row['id']}",
-        )
+        search = question_search(SearchSettings(**record, mcts=mcts), space, row["id"])
+        stored = dict(zip(evaluated_programs(row), row["evaluations"], strict=True))
         while not search.done:
             programs = search.select_wave()
             search.complete_wave([float(stored[p]["strict"]) for p in programs])
